@@ -1,0 +1,1 @@
+"""Decision curves: loading trial tables, psychometric fits, normalization, alignment, reports."""

@@ -1,0 +1,10 @@
+from stimuli.command_line import dispatch
+
+COMMANDS = {
+    "report": ("analysis.report", "decision curves, fits, alignment scores and an HTML report"),
+    "pipeline": ("analysis.pipeline", "run stimuli → lists → observers → models → report from a config"),
+    "power": ("analysis.power", "participants needed to tell two models' alignment apart"),
+}
+
+if __name__ == "__main__":
+    raise SystemExit(dispatch("python -m analysis", COMMANDS))

@@ -1,0 +1,1 @@
+"""Running observers: trial lists, the PsychoPy lab runner, the online runner, simulated observers."""

@@ -1,0 +1,14 @@
+from stimuli.command_line import dispatch
+
+COMMANDS = {
+    "lists": ("experiment.lists", "write counterbalanced trial lists from a stimulus set"),
+    "run-lab": ("experiment.lab", "run one participant on a trial list with PsychoPy"),
+    "timing": ("experiment.timing", "timing report of a lab session CSV"),
+    "simulate": ("experiment.simulate", "answer a trial list with a simulated observer"),
+    "build-online": ("experiment.online.build", "bundle the browser experiment as a static site"),
+    "serve": ("experiment.online.server", "serve an online study and store its trials"),
+    "export": ("experiment.online.export", "export an online study's trials as a trial table"),
+}
+
+if __name__ == "__main__":
+    raise SystemExit(dispatch("python -m experiment", COMMANDS))

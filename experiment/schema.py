@@ -1,0 +1,171 @@
+"""The trial list and the one trial table every observer writes (SPEC §4).
+
+Humans in the lab, humans online, simulated observers and models all write rows with
+``TRIAL_COLUMNS``; the analysis reads nothing else. Columns may be added, never renamed.
+CSV, UTF-8, one header row; an empty cell means "not applicable".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from stimuli.errors import InputError
+
+TRIAL_LIST_COLUMNS = (
+    "list_id", "block", "trial", "practice", "stimulus_id", "file", "image_id",
+    "category", "level_index", "level_percent",
+)
+
+TRIAL_COLUMNS = (
+    "observer_id", "observer_type", "runner", "session_id", "list_id", "block", "trial",
+    "practice", "stimulus_id", "image_id", "category", "level_index", "level_percent",
+    "response", "correct", "rt_ms", "timeout", "fixation_ms", "frames_intended",
+    "frames_shown", "refresh_hz", "dropped_frames", "model_name", "p_animal",
+    "top1_class", "timestamp_utc",
+)
+
+OBSERVER_TYPES = ("human", "simulated", "model")
+RUNNERS = ("lab", "web", "simulation", "model")
+RESPONSES = ("animal", "non-animal", "none")
+
+
+class SchemaError(InputError):
+    """A file does not follow the suite's column schema."""
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        if value != value:  # NaN means not applicable
+            return ""
+        return repr(value) if abs(value) >= 1e-4 or value == 0 else f"{value:.6g}"
+    return str(value)
+
+
+def format_row(row: Mapping, columns: Iterable[str] = TRIAL_COLUMNS) -> str:
+    """One CSV line (with newline) for ``row`` in ``columns`` order; missing keys are empty."""
+    columns = tuple(columns)
+    unknown = set(row) - set(columns)
+    if unknown:
+        raise SchemaError(f"unknown column(s) {sorted(unknown)}; known: {', '.join(columns)}")
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([_cell(row.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def validate_trial_row(row: Mapping) -> None:
+    """Raise SchemaError if a trial row breaks the SPEC §4 vocabulary."""
+    ot = row.get("observer_type")
+    if ot not in OBSERVER_TYPES:
+        raise SchemaError(f"observer_type must be one of {OBSERVER_TYPES}, got {ot!r}")
+    rn = row.get("runner")
+    if rn not in RUNNERS:
+        raise SchemaError(f"runner must be one of {RUNNERS}, got {rn!r}")
+    resp = row.get("response")
+    if resp not in RESPONSES:
+        raise SchemaError(f"response must be one of {RESPONSES}, got {resp!r}")
+    for flag in ("correct", "timeout"):
+        if _cell(row.get(flag)) not in ("0", "1"):
+            raise SchemaError(f"{flag} must be 1 or 0, got {row.get(flag)!r}")
+
+
+class TrialWriter:
+    """Append trial rows to a CSV, each flushed and fsynced the moment it is written.
+
+    A header is written when the file is new or empty. An existing file must carry the
+    same header, so rows of two schemas never mix. Use as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: Iterable[str] = TRIAL_COLUMNS,
+                 validate: bool = True):
+        self.path = Path(path)
+        self.columns = tuple(columns)
+        self.validate = validate and self.columns == TRIAL_COLUMNS
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        header = format_row({c: c for c in self.columns}, self.columns)
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if exists:
+            with open(self.path, encoding="utf-8", newline="") as fh:
+                first = fh.readline()
+            if first.rstrip("\r\n") != header.rstrip("\n"):
+                raise SchemaError(
+                    f"{self.path}: existing header differs from the suite's schema; "
+                    "write to a new file or move this one aside"
+                )
+            self._repair_tail()
+        self._fh = open(self.path, "a", encoding="utf-8", newline="")
+        if not exists:
+            self._write(header)
+
+    def _repair_tail(self) -> None:
+        # A crash can leave a last line without its newline; finish it so appends stay aligned.
+        with open(self.path, "rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def _write(self, text: str) -> None:
+        self._fh.write(text)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def write(self, row: Mapping) -> None:
+        """Append one row and make it durable before returning."""
+        if self.validate:
+            validate_trial_row(row)
+        self._write(format_row(row, self.columns))
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> TrialWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_table(path: str | os.PathLike, rows: Iterable[Mapping],
+                columns: Iterable[str] = TRIAL_COLUMNS) -> Path:
+    """Write a whole table atomically (temp file + rename); for lists and exports."""
+    from stimuli.atomic import atomic_write_text
+
+    columns = tuple(columns)
+    text = format_row({c: c for c in columns}, columns)
+    text += "".join(format_row(r, columns) for r in rows)
+    return atomic_write_text(path, text)
+
+
+def read_rows(path: str | os.PathLike, required: Iterable[str] = TRIAL_COLUMNS) -> list[dict]:
+    """Read a CSV as a list of dicts of strings, checking the required columns are present.
+
+    A last line cut short by a crash (fewer cells than the header) is dropped.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SchemaError(f"{path}: file not found")
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise SchemaError(f"{path}: empty file, expected a header row") from None
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise SchemaError(
+                f"{path}: missing column(s) {', '.join(missing)}; "
+                f"expected at least: {', '.join(required)}"
+            )
+        rows = [dict(zip(header, cells, strict=True)) for cells in reader
+                if len(cells) == len(header)]
+    return rows

@@ -1,0 +1,1 @@
+"""Stimulus sets: images revealed through their importance maps over phase-scrambled noise."""
