@@ -1,0 +1,405 @@
+"""Build a stimulus set (PNG stimuli, manifest.csv, stimulus_set.json, contact sheet) atomically; CLI ``build``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from stimuli.atomic import atomic_write_text
+from stimuli.errors import InputError
+from stimuli.io import (
+    BuildItem,
+    check_aspect,
+    items_from_folders,
+    load_image,
+    load_map,
+    read_build_manifest,
+)
+from stimuli.masks import (
+    ORDERS,
+    centering_shift,
+    level_counts,
+    nested_pixel_order,
+    resize_center_crop,
+)
+from stimuli.noise import amplitude_spectrum, noise_background
+from stimuli.provenance import provenance
+from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
+
+# SPEC §1: the authors' 11 levels, 10 ** linspace(0, 2, 11) percent.
+DEFAULT_LEVELS = tuple(float(p) for p in 10 ** np.linspace(0, 2, 11))
+SPECTRA = ("image", "set")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Every parameter that shapes a stimulus set; defaults from SPEC §1-2 and docs/stimuli.md."""
+
+    size: int = 256                      # canvas side, px
+    levels_percent: tuple[float, ...] = DEFAULT_LEVELS
+    full: bool = True                    # add the unmasked full-image condition after the levels
+    order: str = "pgrow"                 # rank | grow | pgrow
+    budget: int = 16384                  # pixels revealed at 100 % (a quarter of 256 x 256)
+    seed: int = 0                        # set seed; per-image seeds derive from it and image_id
+    spectrum: str = "image"              # image: own amplitude spectrum; set: set-average spectrum
+    png_compress_level: int = 1          # zlib level for PNGs (1: fastest that still compresses)
+    maps_note: str = field(default="", compare=False)  # where the maps came from, saved with the set
+
+    def __post_init__(self):
+        problems = []
+        if self.size < 8:
+            problems.append(f"size {self.size} < 8")
+        if not 1 <= self.budget <= self.size * self.size:
+            problems.append(f"budget {self.budget} outside 1..{self.size * self.size} (canvas pixels)")
+        lv = self.levels_percent
+        if not lv or any(not 0 < p <= 100 for p in lv) or any(b <= a for a, b in zip(lv, lv[1:], strict=False)):
+            problems.append(f"levels {list(lv)} must be increasing percentages in (0, 100]")
+        if self.order not in ORDERS:
+            problems.append(f"order {self.order!r} not one of {', '.join(ORDERS)}")
+        if self.spectrum not in SPECTRA:
+            problems.append(f"spectrum {self.spectrum!r} not one of {', '.join(SPECTRA)}")
+        if not 0 <= self.seed < 2 ** 63:
+            problems.append(f"seed {self.seed} must be in 0..2**63-1")
+        if not 0 <= self.png_compress_level <= 9:
+            problems.append(f"png_compress_level {self.png_compress_level} outside 0..9")
+        if problems:
+            raise InputError("build configuration: " + "; ".join(problems) + "; fix the option(s)")
+
+
+def image_seed(set_seed: int, image_id: str) -> int:
+    """Per-image seed from the set seed and the image id only, so adding images leaves others unchanged."""
+    words = np.frombuffer(hashlib.sha256(image_id.encode("utf-8")).digest(), dtype="<u4")
+    state = np.random.SeedSequence([int(set_seed), *map(int, words)]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 32 | int(state[1])) & (2 ** 63 - 1))
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """One image prepared for all its levels: source (S,S,3) uint8, reveal order (budget,), noise (S,S,3) uint8."""
+
+    source: np.ndarray
+    order: np.ndarray
+    noise: np.ndarray
+    noise_unclipped: np.ndarray
+    seed: int
+
+
+def load_item(item: BuildItem, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Load, check and resize/crop one item: ((S,S,3) uint8 image, (S,S) float32 map)."""
+    image, importance = load_image(item.image), load_map(item.map)
+    check_aspect(image, importance, item.map, item.image)
+    src, imp = resize_center_crop(image, importance, size)
+    if not (imp > 0).any():
+        raise InputError(f"{item.map}: no importance left inside the center crop; supply a map "
+                         "whose important region lies in the image's central square")
+    return src, imp
+
+
+def plan_image(item: BuildItem, config: BuildConfig, amplitude: np.ndarray | None = None) -> ImagePlan:
+    """Everything about one image that does not depend on the level: source, pixel order, noise."""
+    src, imp = load_item(item, config.size)
+    seed = image_seed(config.seed, item.image_id)
+    # Separate streams: changing the pixel order never changes the noise, and vice versa.
+    order_ss, noise_ss = np.random.SeedSequence(seed).spawn(2)
+    order = nested_pixel_order(imp, config.order, config.budget, np.random.default_rng(order_ss))
+    noise, unclipped = noise_background(src, np.random.default_rng(noise_ss), amplitude)
+    return ImagePlan(src, order, noise, unclipped, seed)
+
+
+def render_level(plan: ImagePlan, n: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The stimulus revealing the first ``n`` pixels, centered: ((S,S,3) uint8, (S,S) bool mask, dy, dx residual)."""
+    size = plan.source.shape[0]
+    ys, xs = np.divmod(plan.order[:n], size)
+    dy, dx, ry, rx = centering_shift(ys, xs, (size, size))
+    stim = plan.noise.copy()
+    stim[ys + dy, xs + dx] = plan.source[ys, xs]
+    mask = np.zeros((size, size), dtype=bool)
+    mask[ys + dy, xs + dx] = True
+    return stim, mask, ry, rx
+
+
+def _encode_png(array: np.ndarray, level: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=level)
+    return buf.getvalue()
+
+
+_SET_AMPLITUDE: np.ndarray | None = None
+
+
+def _init_worker(amplitude: np.ndarray | None) -> None:
+    global _SET_AMPLITUDE
+    _SET_AMPLITUDE = amplitude
+
+
+def _render_item(args: tuple[BuildItem, BuildConfig, str]) -> tuple[list[dict], float, float]:
+    """Render and write all stimuli of one image; returns (manifest rows, encode s, total s)."""
+    item, config, tmp_dir = args
+    start = time.perf_counter()
+    plan = plan_image(item, config, _SET_AMPLITUDE)
+    counts = level_counts(config.levels_percent, config.budget)
+    jobs = [(i, p, int(n)) for i, (p, n) in enumerate(zip(config.levels_percent, counts, strict=True))]
+    if config.full:
+        jobs.append((len(counts), None, config.size * config.size))
+    rows, encode_s = [], 0.0
+    for level_index, percent, n in jobs:
+        if percent is None:
+            stim, ry, rx = plan.source, None, None
+        else:
+            stim, _, ry, rx = render_level(plan, n)
+        t0 = time.perf_counter()
+        data = _encode_png(stim, config.png_compress_level)
+        encode_s += time.perf_counter() - t0
+        stimulus_id = f"{item.image_id}_L{level_index:02d}"
+        rel = f"stimuli/{stimulus_id}.png"
+        with open(Path(tmp_dir) / rel, "wb") as fh:
+            fh.write(data)
+        rows.append({
+            "stimulus_id": stimulus_id, "file": rel, "image_id": item.image_id,
+            "category": item.category,
+            "class_index": "" if item.class_index is None else item.class_index,
+            "level_index": level_index,
+            "level_percent": "" if percent is None else f"{percent:.6g}",
+            "n_revealed": n, "budget": config.budget,
+            "centroid_dx": "" if rx is None else f"{rx:.4f}",
+            "centroid_dy": "" if ry is None else f"{ry:.4f}",
+            "seed": plan.seed, "sha256": hashlib.sha256(data).hexdigest(),
+        })
+    return rows, encode_s, time.perf_counter() - start
+
+
+def _set_amplitude(items: list[BuildItem], size: int, workers: int, progress: bool) -> np.ndarray:
+    """Mean per-channel amplitude spectrum over the set: (3, S, S//2+1)."""
+    tasks = [(it, size) for it in items]
+    with ProcessPoolExecutor(workers) if workers > 1 else _NoPool() as pool:
+        total = None
+        for amp in tqdm(pool.map(_item_amplitude, tasks), total=len(items), desc="spectrum",
+                        unit="img", disable=not progress):
+            total = amp if total is None else total + amp
+    return total / len(items)
+
+
+class _NoPool:
+    """In-process stand-in for an executor (one worker)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    map = staticmethod(map)
+
+
+def _item_amplitude(args: tuple[BuildItem, int]) -> np.ndarray:
+    item, size = args
+    return amplitude_spectrum(load_item(item, size)[0])
+
+
+def _resolve_items(source) -> list[BuildItem]:
+    if isinstance(source, str | os.PathLike):
+        return read_build_manifest(source)
+    items = list(source)
+    if not all(isinstance(it, BuildItem) for it in items):
+        raise TypeError("build_stimulus_set takes a build-manifest path or a list of BuildItem")
+    return items
+
+
+def _check_files_exist(items: list[BuildItem]) -> None:
+    for it in items:
+        for kind, p in (("image", it.image), ("map", it.map)):
+            if not Path(p).is_file():
+                raise InputError(f"{p}: {kind} for image_id {it.image_id!r} not found"
+                                 f"{' (named in ' + it.source + ')' if it.source else ''}; fix the path")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> list[Path]:
+    """Check the output folder; create missing parents, returned so a failure can remove them."""
+    if out.exists():
+        if not out.is_dir():
+            raise InputError(f"{out}: exists and is not a folder; choose another --out")
+        if any(out.iterdir()) and not overwrite:
+            raise InputError(f"{out}: output folder is not empty; choose a new folder or pass --overwrite")
+    created, parent = [], out.parent
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def build_stimulus_set(source, out_dir: str | Path, config: BuildConfig = BuildConfig(), *,
+                       overwrite: bool = False, workers: int | None = None, progress: bool = True,
+                       stats: dict | None = None) -> Path:
+    """Build a stimulus set from a build-manifest path or BuildItems into ``out_dir``; returns ``out_dir``.
+
+    Everything is written to a hidden sibling folder and renamed into place at the end, so a
+    failure leaves no output. ``stats`` (if given) receives timings in seconds.
+    """
+    out = Path(out_dir)
+    items = _resolve_items(source)
+    _check_files_exist(items)
+    created = _prepare_out(out, overwrite)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(items)))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    t_start = time.perf_counter()
+    try:
+        (tmp / "stimuli").mkdir()
+        amplitude = _set_amplitude(items, config.size, workers, progress) \
+            if config.spectrum == "set" else None
+        tasks = [(it, config, str(tmp)) for it in items]
+        pool = None
+        try:
+            if workers > 1:
+                pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(amplitude,))
+                results = pool.map(_render_item, tasks)
+            else:
+                _init_worker(amplitude)
+                results = map(_render_item, tasks)
+            rows, encode_s, work_s = [], 0.0, 0.0
+            for item_rows, enc, tot in tqdm(results, total=len(tasks), desc="stimuli", unit="img",
+                                            disable=not progress):
+                rows.extend(item_rows)
+                encode_s += enc
+                work_s += tot
+        finally:
+            if pool:
+                pool.shutdown(cancel_futures=True)
+        _write_manifest(tmp / "manifest.csv", rows)
+        from stimuli.contact_sheet import write_contact_sheet
+        write_contact_sheet(tmp, tmp / "contact_sheet.png", rows=rows)
+        _write_set_info(tmp / "stimulus_set.json", items, config, rows)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    if stats is not None:
+        stats.update(wall_s=time.perf_counter() - t_start, encode_s=encode_s, work_s=work_s,
+                     n_stimuli=len(rows), workers=workers)
+    return out
+
+
+def _write_manifest(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=STIMULUS_MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _write_set_info(path: Path, items: list[BuildItem], config: BuildConfig, rows: list[dict]) -> None:
+    seeds = {r["image_id"]: r["seed"] for r in rows}
+    info = {
+        "kind": "stimulus_set",
+        "config": asdict(config),
+        "importance_maps": config.maps_note or "as supplied in the build manifest",
+        "n_images": len(items),
+        "n_stimuli": len(rows),
+        "n_animal": sum(it.category == "animal" for it in items),
+        "n_non_animal": sum(it.category == "non-animal" for it in items),
+        "columns": list(STIMULUS_MANIFEST_COLUMNS),
+        "images": [{"image_id": it.image_id, "category": it.category, "class_index": it.class_index,
+                    "image": str(it.image), "map": str(it.map), "seed": seeds[it.image_id]}
+                   for it in items],
+        "provenance": provenance(**asdict(config)),
+    }
+    atomic_write_text(path, json.dumps(info, indent=2) + "\n")
+
+
+_INT_COLUMNS = ("level_index", "n_revealed", "budget", "seed")
+_OPTIONAL_FLOAT = ("level_percent", "centroid_dx", "centroid_dy")
+
+
+def read_stimulus_manifest(set_dir: str | Path) -> list[dict]:
+    """Rows of a set's manifest.csv, typed: ints, floats, None for empty cells; ``file`` stays relative."""
+    path = Path(set_dir) / "manifest.csv"
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header, raw = tuple(reader.fieldnames or ()), list(reader)
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the stimulus manifest ({err.strerror}); "
+                         "pass a folder made by 'python -m stimuli build'") from err
+    if header[:len(STIMULUS_MANIFEST_COLUMNS)] != STIMULUS_MANIFEST_COLUMNS:
+        raise InputError(f"{path}: header is not the stimulus-manifest columns "
+                         f"{','.join(STIMULUS_MANIFEST_COLUMNS)}; rebuild the set")
+    rows = []
+    for r in raw:
+        row = dict(r)
+        for c in _INT_COLUMNS:
+            row[c] = int(row[c])
+        for c in _OPTIONAL_FLOAT:
+            row[c] = float(row[c]) if row[c] else None
+        row["class_index"] = int(row["class_index"]) if row["class_index"] else None
+        rows.append(row)
+    return rows
+
+
+def add_arguments(parser) -> None:
+    """CLI options of ``python -m stimuli build``; defaults are BuildConfig's."""
+    d = BuildConfig()
+    src = parser.add_argument_group("input (a manifest, or two folders)")
+    src.add_argument("--manifest", type=Path, help="build manifest CSV: image,map,image_id,category,class_index")
+    src.add_argument("--images", type=Path, help="folder with animal/ and non-animal/ sub-folders of images")
+    src.add_argument("--maps", type=Path, help="folder of maps (.npy/.npz/.png/.jpg) named like the images")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (must be empty or new)")
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"set seed (default {d.seed})")
+    parser.add_argument("--order", choices=ORDERS, default=d.order, help=f"pixel order (default {d.order})")
+    parser.add_argument("--budget", type=int, default=d.budget,
+                        help=f"pixels revealed at 100%% for every image (default {d.budget})")
+    parser.add_argument("--levels", type=float, nargs="+", default=list(d.levels_percent),
+                        help="revealed percentages, increasing (default: 11 log-spaced, 1..100)")
+    parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=d.full,
+                        help="add the unmasked full-image condition (default on; --no-full drops it)")
+    parser.add_argument("--spectrum", choices=SPECTRA, default=d.spectrum,
+                        help=f"noise amplitude spectrum: each image's own or the set average (default {d.spectrum})")
+    parser.add_argument("--size", type=int, default=d.size, help=f"canvas side in px (default {d.size})")
+    parser.add_argument("--png-compress-level", type=int, default=d.png_compress_level,
+                        help=f"PNG zlib level 0-9 (default {d.png_compress_level})")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--maps-note", default="",
+                        help="where the maps came from (saved in stimulus_set.json)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+
+def main(args) -> int:
+    """Run ``python -m stimuli build``."""
+    if args.manifest and (args.images or args.maps):
+        raise InputError("--manifest: give either --manifest or --images with --maps, not both")
+    if args.manifest:
+        items = read_build_manifest(args.manifest)
+    elif args.images and args.maps:
+        items = items_from_folders(args.images, args.maps)
+    else:
+        raise InputError("no input: pass --manifest FILE, or --images DIR --maps DIR")
+    config = BuildConfig(size=args.size, levels_percent=tuple(args.levels), full=args.full,
+                         order=args.order, budget=args.budget, seed=args.seed,
+                         spectrum=args.spectrum, png_compress_level=args.png_compress_level,
+                         maps_note=args.maps_note)
+    out = build_stimulus_set(items, args.out, config, overwrite=args.overwrite, workers=args.workers)
+    print(f"wrote {len(read_stimulus_manifest(out))} stimuli of {len(items)} images to {out}")
+    return 0
