@@ -33,7 +33,7 @@ def resize_center_crop(image: np.ndarray, importance: np.ndarray, size: int = 25
     box_m = (left * mw / iw, top * mh / ih, right * mw / iw, bottom * mh / ih)
     img = Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC, box=box_i)
     # Bilinear keeps the map non-negative (bicubic can overshoot below zero).
-    imp = Image.fromarray(importance.astype(np.float32), mode="F").resize(
+    imp = Image.fromarray(importance.astype(np.float32)).resize(
         (size, size), Image.Resampling.BILINEAR, box=box_m)
     return np.asarray(img, dtype=np.uint8), np.maximum(np.asarray(imp, dtype=np.float32), 0.0)
 
