@@ -1,0 +1,257 @@
+"""The study server: serves the site, assigns lists, stores each trial once, exports behind a token."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from experiment.online.config import StudyConfig
+from experiment.online.store import AlreadyStarted, StudyStore
+from experiment.online.validation import Invalid, platform_identity, trial_row
+from experiment.schema import TRIAL_COLUMNS, format_row
+from stimuli.errors import InputError
+
+MAX_BODY = 16 * 1024   # a trial is ~600 bytes; anything near this is not from our page
+HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "content-security-policy": "default-src 'self'; img-src 'self' data: blob:; "
+                               "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+}
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, **extra):
+        super().__init__(message)
+        self.status, self.extra = status, extra
+
+
+def _error(status: int, message: str, **extra) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def _read_json(request: Request, limit: int):
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise HTTPError(415, "send application/json")
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise HTTPError(413, f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPError(413, f"body larger than {limit} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPError(400, "body is not valid JSON") from None
+
+
+def _bearer(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    if not auth.startswith("Bearer ") or not 0 < len(auth) - 7 <= 128:
+        raise HTTPError(401, "missing or malformed Authorization: Bearer token")
+    return auth[7:]
+
+
+class StudyApp:
+    """The request handlers of one study, over its site folder and database."""
+
+    def __init__(self, site: Path, store: StudyStore, config: StudyConfig,
+                 lists: dict[str, list[dict]], admin_token: str, max_body: int):
+        self.site, self.store, self.config, self.lists = site, store, config, lists
+        self.admin_token, self.max_body = admin_token, max_body
+
+    async def _session(self, request: Request):
+        token = _bearer(request)
+        session = await run_in_threadpool(self.store.session_for, token)
+        if session is None:
+            raise HTTPError(401, "unknown session token")
+        return session
+
+    async def _payload(self, token: str, session, status: int) -> JSONResponse:
+        done = await run_in_threadpool(self.store.done_seqs, session)
+        c = self.config
+        return JSONResponse({
+            "token": token, "observer_id": session.observer_id,
+            "session_id": session.session_label, "list_id": session.list_id,
+            "trials": self.lists[session.list_id], "done": done,
+            "completed": session.completed_utc is not None,
+            "config": {"keys": c.keys, "title": c.title, "timing": c.to_json()["timing"]},
+        }, status_code=status)
+
+    async def start_session(self, request: Request) -> Response:
+        body = await _read_json(request, self.max_body)
+        if not isinstance(body, dict):
+            raise HTTPError(400, "body must be a JSON object")
+        token = body.get("token")
+        if token is not None:
+            if not isinstance(token, str) or not 0 < len(token) <= 128:
+                raise HTTPError(422, "token must be a string")
+            session = await run_in_threadpool(self.store.session_for, token)
+            if session is None:
+                raise HTTPError(401, "unknown session token")
+            return await self._payload(token, session, 200)
+        client = body.get("client", {})
+        if not isinstance(client, dict) or len(json.dumps(client)) > 2000:
+            raise HTTPError(422, "client must be a small JSON object")
+        try:
+            identity = platform_identity(body.get("params"))
+        except Invalid as err:
+            raise HTTPError(422, str(err)) from None
+        if identity:
+            source, observer, label, study = identity
+            label = label or secrets.token_hex(8)
+        else:
+            source, observer, label, study = ("anonymous", "anon-" + secrets.token_hex(6),
+                                              secrets.token_hex(8), "")
+        try:
+            token, session = await run_in_threadpool(
+                self.store.assign, self.config.lists, observer, identity is not None, source,
+                label, study, client)
+        except AlreadyStarted:
+            raise HTTPError(409, "this participant id already started in another browser; "
+                                 "continue there or contact the researchers") from None
+        return await self._payload(token, session, 201)
+
+    async def post_trial(self, request: Request) -> Response:
+        session = await self._session(request)
+        body = await _read_json(request, self.max_body)
+        try:
+            seq, row, timing = trial_row(body, self.lists[session.list_id],
+                                         self.config.timing, self.config.keys)
+        except Invalid as err:
+            raise HTTPError(422, str(err)) from None
+        row.update(observer_id=session.observer_id, observer_type="human", runner="web",
+                   session_id=session.session_label, list_id=session.list_id)
+        stored = await run_in_threadpool(self.store.add_trial, session, seq, row, timing)
+        if not stored:
+            raise HTTPError(409, "trial already stored", seq=seq, duplicate=True)
+        return JSONResponse({"stored": seq}, status_code=201)
+
+    async def complete(self, request: Request) -> Response:
+        session = await self._session(request)
+        done = set(await run_in_threadpool(self.store.done_seqs, session))
+        missing = [t["seq"] for t in self.lists[session.list_id] if t["seq"] not in done]
+        if missing:
+            raise HTTPError(409, "trials missing", missing=missing)
+        await run_in_threadpool(self.store.mark_complete, session)
+        return JSONResponse({"completion_code": self.config.completion_code,
+                             "completion_url": self.config.completion_url})
+
+    def _admin(self, request: Request) -> None:
+        if not hmac.compare_digest(_bearer(request).encode(), self.admin_token.encode()):
+            raise HTTPError(403, "wrong admin token")
+
+    async def export(self, request: Request) -> Response:
+        self._admin(request)
+        rows = await run_in_threadpool(self.store.trial_rows)
+        text = format_row({c: c for c in TRIAL_COLUMNS}) + "".join(map(format_row, rows))
+        return Response(text, media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": "attachment; filename=trials.csv"})
+
+    async def status(self, request: Request) -> Response:
+        self._admin(request)
+        counts = await run_in_threadpool(self.store.list_counts)
+        n = await run_in_threadpool(self.store.n_trials)
+        return JSONResponse({"lists": {lid: counts.get(lid, 0) for lid in self.config.lists},
+                             "trials": n})
+
+
+def _wrap(handler):
+    async def endpoint(request: Request) -> Response:
+        try:
+            response = await handler(request)
+        except HTTPError as err:
+            response = _error(err.status, str(err), **err.extra)
+        response.headers["cache-control"] = "no-store"
+        return response
+    return endpoint
+
+
+class SecurityHeaders:
+    """ASGI middleware adding the same defensive headers to every response."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [
+                    (k.encode(), v.encode()) for k, v in HEADERS.items()]
+            await send(message)
+        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
+
+
+def load_site(site: str | Path) -> tuple[Path, StudyConfig, dict[str, list[dict]]]:
+    """Read a built site's study.json and lists; raises InputError if it is not one."""
+    site = Path(site)
+    if not (site / "study.json").is_file() or not (site / "public" / "index.html").is_file():
+        raise InputError(f"{site}: not a built study site; make one with "
+                         "python -m experiment build-online")
+    config = StudyConfig.from_json(json.loads((site / "study.json").read_text()))
+    lists = {}
+    for lid in config.lists:
+        path = site / "lists" / f"{lid}.json"
+        if not path.is_file():
+            raise InputError(f"{path}: list file missing; rebuild the site")
+        lists[lid] = json.loads(path.read_text())["trials"]
+    return site, config, lists
+
+
+def create_app(site: str | Path, db: str | Path, admin_token: str,
+               max_body: int = MAX_BODY) -> Starlette:
+    """The ASGI app for one study site and database."""
+    site, config, lists = load_site(site)
+    public = (site / "public").resolve()
+    if Path(db).resolve().is_relative_to(public):
+        raise InputError(f"--db {db} lies inside {public}, which is served; put it elsewhere")
+    if len(admin_token) < 16:
+        raise InputError("--admin-token must be at least 16 characters")
+    store = StudyStore(db, study_id=config.study_id)
+    study = StudyApp(site, store, config, lists, admin_token, max_body)
+    app = Starlette(routes=[
+        Route("/api/session", _wrap(study.start_session), methods=["POST"]),
+        Route("/api/trials", _wrap(study.post_trial), methods=["POST"]),
+        Route("/api/complete", _wrap(study.complete), methods=["POST"]),
+        Route("/api/admin/export", _wrap(study.export), methods=["GET"]),
+        Route("/api/admin/status", _wrap(study.status), methods=["GET"]),
+        Mount("/", StaticFiles(directory=public, html=True)),
+    ])
+    app.add_middleware(SecurityHeaders)
+    app.state.store = store
+    return app
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("site", help="site folder written by build-online")
+    parser.add_argument("--db", required=True, help="SQLite file holding the study's data")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--admin-token", default=os.environ.get("STUDY_ADMIN_TOKEN"),
+                        help="token for /api/admin/* (default: $STUDY_ADMIN_TOKEN, else random)")
+    parser.add_argument("--max-body", type=int, default=MAX_BODY, help="request size limit, bytes")
+
+
+def main(args) -> int:
+    import uvicorn
+
+    token = args.admin_token or secrets.token_urlsafe(24)
+    app = create_app(args.site, args.db, token, args.max_body)
+    print(f"serving {args.site} at http://{args.host}:{args.port}/ (data: {args.db})", flush=True)
+    if not args.admin_token:
+        print(f"admin token: {token}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,177 @@
+"""The study database: SQLite in WAL mode, atomic balanced list assignment, each trial stored once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiment.schema import TRIAL_COLUMNS
+from stimuli.errors import InputError
+from stimuli.provenance import utc_now
+
+_TRIAL_DDL = ", ".join(f"{c} TEXT" for c in TRIAL_COLUMNS)
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    observer_id TEXT NOT NULL,
+    external INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    session_label TEXT NOT NULL,
+    study_label TEXT NOT NULL,
+    list_id TEXT NOT NULL,
+    created_utc TEXT NOT NULL,
+    completed_utc TEXT,
+    client TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_session_per_external_id
+    ON sessions (source, observer_id) WHERE external = 1;
+CREATE INDEX IF NOT EXISTS sessions_by_list ON sessions (list_id);
+CREATE TABLE IF NOT EXISTS trials (
+    session INTEGER NOT NULL REFERENCES sessions (id),
+    seq INTEGER NOT NULL,
+    {_TRIAL_DDL},
+    client_timing TEXT NOT NULL,
+    received_utc TEXT NOT NULL,
+    PRIMARY KEY (session, seq)
+);
+"""
+
+
+class AlreadyStarted(Exception):
+    """An external participant id (Prolific/MTurk) already has a session and gave no token."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """One participant's assignment, as stored."""
+
+    id: int
+    observer_id: str
+    source: str
+    session_label: str
+    list_id: str
+    completed_utc: str | None
+
+
+def hash_token(token: str) -> str:
+    """Tokens are stored hashed, so a copy of the database cannot be used to write trials."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class StudyStore:
+    """Thread-safe access to one study database (a connection per thread)."""
+
+    def __init__(self, path: str | Path, study_id: str | None = None):
+        self.path = Path(path)
+        self._local = threading.local()
+        conn = self._conn()
+        conn.executescript(SCHEMA)
+        if study_id is not None:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT value FROM meta WHERE key='study_id'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta VALUES ('study_id', ?)", (study_id,))
+            conn.execute("COMMIT")
+            if row is not None and row[0] != study_id:
+                raise InputError(f"{self.path} belongs to study {row[0]!r}, not {study_id!r}; "
+                                 "use a new --db for a new study")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as err:
+                raise InputError(f"{self.path}: not a usable SQLite database ({err})") from None
+            # FULL: a trial acknowledged to the page is on disk even if the machine loses power
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def journal_mode(self) -> str:
+        return self._conn().execute("PRAGMA journal_mode").fetchone()[0]
+
+    def assign(self, list_ids: tuple[str, ...], observer_id: str, external: bool, source: str,
+               session_label: str, study_label: str, client: dict) -> tuple[str, Session]:
+        """New session on the least-used list (ties: first in list order); returns (token, session)."""
+        token = secrets.token_urlsafe(32)
+        conn = self._conn()
+        # BEGIN IMMEDIATE takes the write lock before counting, so two concurrent
+        # arrivals can never both see the same counts and pick the same list
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if external and conn.execute(
+                    "SELECT 1 FROM sessions WHERE source=? AND observer_id=? AND external=1",
+                    (source, observer_id)).fetchone():
+                raise AlreadyStarted(observer_id)
+            counts = dict(conn.execute(
+                "SELECT list_id, COUNT(*) FROM sessions GROUP BY list_id").fetchall())
+            list_id = min(list_ids, key=lambda lid: (counts.get(lid, 0), list_ids.index(lid)))
+            cur = conn.execute(
+                "INSERT INTO sessions (token_hash, observer_id, external, source, session_label,"
+                " study_label, list_id, created_utc, client) VALUES (?,?,?,?,?,?,?,?,?)",
+                (hash_token(token), observer_id, int(external), source, session_label,
+                 study_label, list_id, utc_now(), json.dumps(client)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return token, Session(cur.lastrowid, observer_id, source, session_label, list_id, None)
+
+    def session_for(self, token: str) -> Session | None:
+        """The session a token was issued for, or None."""
+        row = self._conn().execute(
+            "SELECT id, observer_id, source, session_label, list_id, completed_utc "
+            "FROM sessions WHERE token_hash=?", (hash_token(token),)).fetchone()
+        return Session(*row) if row else None
+
+    def add_trial(self, session: Session, seq: int, row: dict, client_timing: dict) -> bool:
+        """Store one trial; False (and nothing written) when this session already has it."""
+        cols = ("session", "seq", *TRIAL_COLUMNS, "client_timing", "received_utc")
+        values = (session.id, seq, *(None if row.get(c) is None else str(row[c])
+                                     for c in TRIAL_COLUMNS),
+                  json.dumps(client_timing), utc_now())
+        try:
+            self._conn().execute(
+                f"INSERT INTO trials ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                values)
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def done_seqs(self, session: Session) -> list[int]:
+        return [r[0] for r in self._conn().execute(
+            "SELECT seq FROM trials WHERE session=? ORDER BY seq", (session.id,))]
+
+    def mark_complete(self, session: Session) -> None:
+        self._conn().execute("UPDATE sessions SET completed_utc=COALESCE(completed_utc, ?) "
+                             "WHERE id=?", (utc_now(), session.id))
+
+    def list_counts(self) -> dict[str, int]:
+        return dict(self._conn().execute(
+            "SELECT list_id, COUNT(*) FROM sessions GROUP BY list_id ORDER BY list_id"))
+
+    def n_trials(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+
+    def trial_rows(self) -> list[dict]:
+        """Every stored trial in TRIAL_COLUMNS form, by session then list order."""
+        cur = self._conn().execute(
+            f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials ORDER BY session, seq")
+        return [{c: ("" if v is None else v) for c, v in zip(TRIAL_COLUMNS, r, strict=True)}
+                for r in cur]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
