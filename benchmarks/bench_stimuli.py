@@ -1,0 +1,142 @@
+"""Benchmark: a paper-sized stimulus set (200 images x 11 levels) by the suite vs a straightforward reference.
+
+The images are the 80 real photographs in ../shared/data/imagenet-sample, reused to reach
+200; each copy gets its own SYNTHETIC importance map (an off-center Gaussian blob, not
+human data). The reference computes each stimulus on its own, on one core: the pixel order
+is recomputed per level, the noise FFT per stimulus, PNGs are saved with Pillow's default
+settings. It is timed on a subset of the images (stimuli per second is a rate). Both produce
+the same pixels; the script checks that on a sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stimuli.build import (
+    BuildConfig,
+    build_stimulus_set,
+    image_seed,
+    load_item,
+    read_stimulus_manifest,  # noqa: E402
+)
+from stimuli.io import BuildItem  # noqa: E402
+from stimuli.masks import centering_shift, level_counts, nested_pixel_order  # noqa: E402
+from stimuli.noise import noise_background  # noqa: E402
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
+
+
+def synthetic_items(folder: Path, n: int) -> list[BuildItem]:
+    """``n`` items: the real photos in turn, each with its own synthetic blob map (.npy)."""
+    with open(PHOTOS / "manifest.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    items = []
+    for i in range(n):
+        row = rows[i % len(rows)]
+        with Image.open(PHOTOS / row["file"]) as im:
+            w, h = im.size
+        mh, mw = h // 2, round(w * (h // 2) / h)
+        rng = np.random.default_rng(i)
+        cy, cx = rng.uniform(0.3, 0.7) * mh, rng.uniform(0.3, 0.7) * mw
+        sigma = rng.uniform(0.1, 0.25) * min(mh, mw)
+        yy, xx = np.mgrid[0:mh, 0:mw]
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+        path = folder / f"synthetic_map_{i:03d}.npy"
+        np.save(path, np.where(blob > 0.05, blob, 0.0).astype(np.float32))
+        items.append(BuildItem(PHOTOS / row["file"], path, f"{Path(row['file']).stem}_copy{i // len(rows)}",
+                               row["category"], int(row["class_index"])))
+    return items
+
+
+def reference_stimulus(item: BuildItem, src: np.ndarray, imp: np.ndarray, config: BuildConfig,
+                       n: int) -> np.ndarray:
+    """One stimulus computed on its own: its own pixel order (full sort or growth) and its own FFT."""
+    order_ss, noise_ss = np.random.SeedSequence(image_seed(config.seed, item.image_id)).spawn(2)
+    order = nested_pixel_order(imp, config.order, n, np.random.default_rng(order_ss))
+    noise, _ = noise_background(src, np.random.default_rng(noise_ss))
+    ys, xs = np.divmod(order[:n], config.size)
+    dy, dx, _, _ = centering_shift(ys, xs, (config.size, config.size))
+    stim = noise.copy()
+    stim[ys + dy, xs + dx] = src[ys, xs]
+    return stim
+
+
+def run_reference(items, config, out: Path, compress_level: int | None) -> tuple[float, int, float]:
+    """Reference build on one core; returns (seconds, stimuli, encode seconds)."""
+    counts = level_counts(config.levels_percent, config.budget)
+    start, n_stim, enc = time.perf_counter(), 0, 0.0
+    for item in tqdm(items, desc=f"reference (png level {compress_level or 'default'})", unit="img"):
+        src, imp = load_item(item, config.size)  # loaded once per image, as anyone would
+        for level, n in enumerate(counts):
+            stim = reference_stimulus(item, src, imp, config, int(n))
+            t0 = time.perf_counter()
+            buf = io.BytesIO()
+            opts = {} if compress_level is None else {"compress_level": compress_level}
+            Image.fromarray(stim).save(buf, format="PNG", **opts)
+            enc += time.perf_counter() - t0
+            (out / f"{item.image_id}_L{level:02d}.png").write_bytes(buf.getvalue())
+            n_stim += 1
+    return time.perf_counter() - start, n_stim, enc
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--reference-images", type=int, default=40,
+                        help="images the (slow) reference is timed on")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    config = BuildConfig(full=False, maps_note="SYNTHETIC benchmark maps (Gaussian blobs), not human maps")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        items = synthetic_items(tmp, args.images)
+        stats: dict = {}
+        t0 = time.perf_counter()
+        out = build_stimulus_set(items, tmp / "suite", config, workers=args.workers, stats=stats)
+        suite_s = time.perf_counter() - t0
+        n_suite = stats["n_stimuli"]
+        ref_items = items[:args.reference_images]
+        (tmp / "ref").mkdir()
+        ref_s, n_ref, ref_enc = run_reference(ref_items, config, tmp / "ref", None)
+        (tmp / "ref1").mkdir()
+        ref1_s, n_ref1, _ = run_reference(ref_items[: max(1, len(ref_items) // 2)], config,
+                                          tmp / "ref1", config.png_compress_level)
+        rows = read_stimulus_manifest(out)
+        same = all(np.array_equal(np.asarray(Image.open(out / r["file"])),
+                                  np.asarray(Image.open(tmp / "ref" / Path(r["file"]).name)))
+                   for r in rows if r["image_id"] in {it.image_id for it in ref_items[:5]})
+    suite_rate, ref_rate, ref1_rate = n_suite / suite_s, n_ref / ref_s, n_ref1 / ref1_s
+    ratio = suite_rate / ref_rate
+    encode_share = stats["encode_s"] / stats["work_s"]
+    non_encode_per_encode = (stats["work_s"] - stats["encode_s"]) / stats["encode_s"]
+    print(f"suite: {n_suite} stimuli in {suite_s:.1f} s on {stats['workers']} workers "
+          f"= {suite_rate:.1f} stimuli/s (order {config.order}, budget {config.budget}, "
+          f"PNG compress_level {config.png_compress_level})")
+    print(f"suite worker time: {stats['work_s']:.1f} s, of which PNG encoding {stats['encode_s']:.1f} s "
+          f"({100 * encode_share:.0f} %); non-encoding / encoding = {non_encode_per_encode:.2f}")
+    print(f"reference: {n_ref} stimuli ({len(ref_items)} images) in {ref_s:.1f} s on 1 core = "
+          f"{ref_rate:.2f} stimuli/s (PNG encoding {100 * ref_enc / ref_s:.0f} % of it)")
+    print(f"reference with the suite's PNG level: {n_ref1} stimuli = {ref1_rate:.2f} stimuli/s "
+          f"(suite / this = {suite_rate / ref1_rate:.1f}x)")
+    print(f"same pixels as the reference on a 5-image sample: {'yes' if same else 'NO'}")
+    met = ratio >= 5 and non_encode_per_encode <= 1 and same
+    print(f"BENCH stimuli suite_stimuli_per_s={suite_rate:.1f} reference_stimuli_per_s={ref_rate:.2f} "
+          f"ratio={ratio:.1f} encode_share={encode_share:.2f} "
+          f"non_encoding_over_encoding={non_encode_per_encode:.2f} target={'met' if met else 'missed'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
