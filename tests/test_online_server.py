@@ -1,0 +1,279 @@
+"""The study server: balanced atomic assignment, resume, idempotent storage, and every bad input refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from experiment.__main__ import COMMANDS
+from experiment.online.build import build_site
+from experiment.online.config import StudyConfig
+from experiment.online.local_server import serve_in_thread
+from experiment.online.sample_study import make_lists, make_stimulus_set
+from experiment.online.server import create_app
+from experiment.schema import TRIAL_COLUMNS, read_rows
+from stimuli.command_line import dispatch
+from stimuli.errors import InputError
+
+ADMIN = "admin-token-for-tests-0123456789"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("server")
+    manifest = make_stimulus_set(root / "set", n_images=4)
+    lists = make_lists(manifest, root / "lists.csv", n_lists=3)
+    config = StudyConfig(study_id="server-test", lists=(), completion_code="CODE-9")
+    return build_site([lists], root / "set", root / "site", config)
+
+
+@pytest.fixture
+def app(site, tmp_path):
+    return create_app(site, tmp_path / "study.sqlite", ADMIN)
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app) as c:
+        yield c
+
+
+def start(client, **params) -> dict:
+    r = client.post("/api/session", json={"params": params, "client": {"refresh_hz": 60}})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def trial_body(t: dict, **changes) -> dict:
+    body = {"seq": t["seq"], "block": t["block"], "trial": t["trial"],
+            "practice": t["practice"], "stimulus_id": t["stimulus_id"], "response": "animal",
+            "key": "f", "rt_ms": 421.5, "timeout": 0, "fixation_ms": 1316.7,
+            "frames_intended": 24, "frames_shown": 24, "refresh_hz": 60.0, "dropped_frames": 0,
+            "timestamp_utc": "2024-05-01T10:00:00.123Z", "timing": {"t_onset": 1234.5}}
+    body.update(changes)
+    return body
+
+
+def auth(session: dict) -> dict:
+    return {"authorization": "Bearer " + session["token"]}
+
+
+def n_stored(app) -> int:
+    return app.state.store.n_trials()
+
+
+def test_database_is_in_wal_mode(app):
+    assert app.state.store.journal_mode() == "wal"
+
+
+def test_trial_stored_with_list_fields_from_the_server(client, app):
+    s = start(client, PROLIFIC_PID="p1", SESSION_ID="s1", STUDY_ID="st")
+    t = s["trials"][1]
+    r = client.post("/api/trials", json=trial_body(t), headers=auth(s))
+    assert r.status_code == 201 and r.json() == {"stored": 1}
+    (row,) = app.state.store.trial_rows()
+    assert (row["observer_id"], row["session_id"], row["list_id"]) == ("p1", "s1", s["list_id"])
+    assert (row["image_id"], row["category"], row["level_index"]) == (
+        t["image_id"], t["category"], str(t["level_index"]))
+    assert row["correct"] == str(int(t["category"] == "animal"))
+    assert (row["observer_type"], row["runner"], row["rt_ms"]) == ("human", "web", "421.5")
+
+
+def test_returning_participant_resumes_same_list(client):
+    s = start(client)
+    client.post("/api/trials", json=trial_body(s["trials"][0]), headers=auth(s))
+    again = client.post("/api/session", json={"token": s["token"]})
+    assert again.status_code == 200
+    assert (again.json()["list_id"], again.json()["done"]) == (s["list_id"], [0])
+
+
+def test_known_platform_id_without_token_is_refused(client):
+    start(client, workerId="W9", assignmentId="A9", hitId="H9")
+    r = client.post("/api/session", json={"params": {"workerId": "W9", "assignmentId": "A9"}})
+    assert r.status_code == 409
+
+
+def test_mturk_preview_gets_no_list(client, app):
+    r = client.post("/api/session", json={"params": {
+        "workerId": "W1", "assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE"}})
+    assert r.status_code == 422
+    assert app.state.store.list_counts() == {}
+
+
+def test_balanced_rotation_under_concurrency(app):
+    async def arrive(client):
+        r = await client.post("session", json={"params": {}})
+        return r.json()["list_id"]
+
+    async def crowd(url):
+        async with httpx.AsyncClient(base_url=url + "api/", timeout=30) as client:
+            return await asyncio.gather(*(arrive(client) for _ in range(31)))
+
+    with serve_in_thread(app) as url:
+        got = asyncio.run(crowd(url))
+    counts = app.state.store.list_counts()
+    assert sum(counts.values()) == 31 and max(counts.values()) - min(counts.values()) <= 1
+    assert sorted(counts) == ["L0", "L1", "L2"] and len(got) == 31
+
+
+def test_completion_code_only_when_every_trial_is_stored(client):
+    s = start(client)
+    first = client.post("/api/complete", headers=auth(s))
+    assert first.status_code == 409 and first.json()["missing"] == [t["seq"] for t in s["trials"]]
+    for t in s["trials"]:
+        body = trial_body(t, response="none", key=None, rt_ms=None, timeout=1)
+        assert client.post("/api/trials", json=body, headers=auth(s)).status_code == 201
+    done = client.post("/api/complete", headers=auth(s))
+    assert done.status_code == 200 and done.json()["completion_code"] == "CODE-9"
+
+
+# ---- bad input: each gets a 4xx and nothing is stored
+
+BAD_TRIALS = {
+    "rt as string": {"rt_ms": "421"},
+    "seq as bool": {"seq": True},
+    "seq out of range": {"seq": 99},
+    "response unknown": {"response": "cat"},
+    "timeout with rt": {"timeout": 1},
+    "rt beyond window": {"rt_ms": 700.0},
+    "negative rt": {"rt_ms": -3.0},
+    "NaN fixation": {"fixation_ms": float("nan")},
+    "key maps elsewhere": {"key": "j"},
+    "implausible refresh": {"refresh_hz": 7.0, "frames_intended": 3},
+    "frames inconsistent": {"frames_intended": 30},
+    "bad timestamp": {"timestamp_utc": "yesterday"},
+    "extra field": {"observer_id": "someone-else"},
+    "timing not numbers": {"timing": {"x": "<script>"}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_TRIALS))
+def test_wrong_types_and_ranges_refused(client, app, name):
+    s = start(client)
+    body = trial_body(s["trials"][0], **BAD_TRIALS[name])
+    r = client.post("/api/trials", content=json.dumps(body), headers={
+        **auth(s), "content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert n_stored(app) == 0
+
+
+def test_trial_from_another_list_refused(client, app):
+    s = start(client)
+    other = start(client)
+    assert other["list_id"] != s["list_id"]
+    t = next(o for o, mine in zip(other["trials"], s["trials"], strict=True)
+             if o["stimulus_id"] != mine["stimulus_id"])
+    r = client.post("/api/trials", json=trial_body(t), headers=auth(s))
+    assert r.status_code == 422 and n_stored(app) == 0
+
+
+def test_replayed_trial_is_409_and_stored_once(client, app):
+    s = start(client)
+    body = trial_body(s["trials"][0])
+    assert client.post("/api/trials", json=body, headers=auth(s)).status_code == 201
+    replay = client.post("/api/trials", json=trial_body(s["trials"][0], response="non-animal",
+                                                        key="j"), headers=auth(s))
+    assert replay.status_code == 409 and replay.json()["duplicate"] is True
+    (row,) = app.state.store.trial_rows()
+    assert row["response"] == "animal"
+
+
+def test_malformed_json_refused(client, app):
+    s = start(client)
+    r = client.post("/api/trials", content=b'{"seq": 0,', headers={
+        **auth(s), "content-type": "application/json"})
+    assert r.status_code == 400 and n_stored(app) == 0
+
+
+def test_wrong_content_type_refused(client, app):
+    s = start(client)
+    r = client.post("/api/trials", content=json.dumps(trial_body(s["trials"][0])),
+                    headers={**auth(s), "content-type": "text/plain"})
+    assert r.status_code == 415 and n_stored(app) == 0
+
+
+def test_oversized_bodies_refused_with_or_without_length(client, app):
+    s = start(client)
+    big = json.dumps(trial_body(s["trials"][0], timing={"pad": 1} | {
+        f"k{i}": i for i in range(3000)})).encode()
+    headers = {**auth(s), "content-type": "application/json"}
+    assert client.post("/api/trials", content=big, headers=headers).status_code == 413
+
+    def chunks():  # no Content-Length: the limit must hold while streaming
+        for i in range(0, len(big), 1000):
+            yield big[i:i + 1000]
+    assert client.post("/api/trials", content=chunks(), headers=headers).status_code == 413
+    r = client.post("/api/session", content=b"[" * 20000, headers=headers)
+    assert r.status_code == 413
+    assert n_stored(app) == 0
+
+
+@pytest.mark.parametrize("header", [None, "Bearer ", "Bearer not-a-real-token", "Basic abc"])
+def test_missing_or_wrong_token_refused(client, app, header):
+    s = start(client)
+    headers = {"authorization": header} if header else {}
+    r = client.post("/api/trials", json=trial_body(s["trials"][0]), headers=headers)
+    assert r.status_code == 401 and n_stored(app) == 0
+    assert client.post("/api/complete", headers=headers).status_code == 401
+
+
+def test_admin_endpoints_need_the_admin_token(client):
+    s = start(client)
+    client.post("/api/trials", json=trial_body(s["trials"][0]), headers=auth(s))
+    assert client.get("/api/admin/export").status_code == 401
+    assert client.get("/api/admin/export", headers=auth(s)).status_code == 403
+    r = client.get("/api/admin/export", headers={"authorization": "Bearer " + ADMIN})
+    assert r.status_code == 200
+    lines = r.text.splitlines()
+    assert lines[0] == ",".join(TRIAL_COLUMNS) and len(lines) == 2
+    status = client.get("/api/admin/status", headers={"authorization": "Bearer " + ADMIN})
+    assert status.json()["trials"] == 1
+
+
+def _raw_get(url: str, path: str) -> tuple[int, bytes]:
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+@pytest.mark.parametrize("path", [
+    "/../study.json", "/%2e%2e/study.json", "/stimuli/..%2f..%2fstudy.json",
+    "/stimuli/../../lists/L0.json", "/..%2f..%2f..%2fetc%2fpasswd", "//etc/passwd",
+])
+def test_path_traversal_refused(app, path):
+    with serve_in_thread(app) as url:
+        status, data = _raw_get(url, path)
+        ok_status, ok = _raw_get(url, "/index.html")
+    assert 400 <= status < 500
+    assert b"study_id" not in data and b"root:" not in data
+    assert ok_status == 200 and b"experiment.js" in ok
+
+
+def test_db_inside_served_folder_refused(site):
+    with pytest.raises(InputError, match="served"):
+        create_app(site, site / "public" / "x.sqlite", ADMIN)
+
+
+def test_export_command_writes_trial_table(client, app, tmp_path):
+    s = start(client)
+    for t in s["trials"][:2]:
+        client.post("/api/trials", json=trial_body(t), headers=auth(s))
+    out = tmp_path / "out" / "trials.csv"
+    db = app.state.store.path
+    assert dispatch("python -m experiment", COMMANDS, ["export", "--db", str(db),
+                                                       "--out", str(out)]) == 0
+    rows = read_rows(out, TRIAL_COLUMNS)
+    assert [r["stimulus_id"] for r in rows] == [t["stimulus_id"] for t in s["trials"][:2]]
+    missing = dispatch("python -m experiment", COMMANDS,
+                       ["export", "--db", str(tmp_path / "none.sqlite"), "--out", str(out)])
+    assert missing == 2
