@@ -91,11 +91,12 @@ def _frame(x: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
     h, w = x.shape[-2:]
     if prep.crop == "none":
         return _resize(x, (prep.input_size, prep.input_size), prep.interpolation)
-    scale = prep.resize / min(h, w)
-    x = _resize(x, (max(prep.resize, round(h * scale)), max(prep.resize, round(w * scale))),
-                prep.interpolation)
-    top = (x.shape[-2] - prep.input_size) // 2
-    left = (x.shape[-1] - prep.input_size) // 2
+    # sizes and offsets rounded exactly as torchvision's Resize and CenterCrop (timm's eval transform)
+    short, long = (h, w) if h <= w else (w, h)
+    long = int(prep.resize * long / short)
+    x = _resize(x, (prep.resize, long) if h <= w else (long, prep.resize), prep.interpolation)
+    top = int(round((x.shape[-2] - prep.input_size) / 2.0))
+    left = int(round((x.shape[-1] - prep.input_size) / 2.0))
     return x[..., top:top + prep.input_size, left:left + prep.input_size]
 
 

