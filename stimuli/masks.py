@@ -38,37 +38,38 @@ def resize_center_crop(image: np.ndarray, importance: np.ndarray, size: int = 25
     return np.asarray(img, dtype=np.uint8), np.maximum(np.asarray(imp, dtype=np.float32), 0.0)
 
 
-def fill_keys(importance: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Sort keys (least significant first, all ascending) ranking every pixel: importance, then fill, then jitter."""
+def _fill_order(importance: np.ndarray, zero_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Flat indices of the zero-importance pixels in fill order: nearest to importance first."""
     h, w = importance.shape
-    zero = importance <= 0
-    # Zero-importance pixels come after every important one, ordered by the blurred map
-    # (nearest to importance first), then by distance to the importance-weighted centroid.
-    blurred = ndimage.gaussian_filter(importance.astype(np.float64), FILL_BLUR_SIGMA, mode="constant")
+    # Ordered by the blurred map (importance spreading into its surround), then by distance
+    # to the importance-weighted centroid, then by a seeded jitter.
+    blurred = ndimage.gaussian_filter(importance.astype(np.float64), FILL_BLUR_SIGMA,
+                                      mode="constant").ravel()[zero_idx]
+    ys, xs = np.divmod(zero_idx, w)
     yy, xx = np.mgrid[0:h, 0:w]
     total = importance.sum()
     cy, cx = (importance * yy).sum() / total, (importance * xx).sum() / total
-    dist = np.where(zero, np.hypot(yy - cy, xx - cx), 0.0)
-    fill = np.where(zero, -blurred, 0.0)
-    jitter = rng.random((h, w))
-    return jitter.ravel(), dist.ravel(), fill.ravel(), -importance.astype(np.float64).ravel()
+    dist = np.hypot(ys - cy, xs - cx)
+    jitter = rng.random(zero_idx.size)
+    return zero_idx[np.lexsort((jitter, dist, -blurred))]
 
 
 def rank_order(importance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Flat pixel indices, most important first; ties broken by a seeded jitter: (H*W,) int64."""
-    return np.lexsort(fill_keys(importance, rng))
+    imp = importance.astype(np.float64).ravel()
+    pos = np.flatnonzero(imp > 0)
+    jitter = rng.random(pos.size)
+    head = pos[np.lexsort((jitter, -imp[pos]))]
+    return np.concatenate([head, _fill_order(importance, np.flatnonzero(imp <= 0), rng)])
 
 
 def _gumbel_order(importance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Plackett-Luce sample of the pixels by importance (log importance + Gumbel noise, sorted)."""
-    jitter, dist, fill, _ = fill_keys(importance, rng)
+    """Plackett-Luce sample of the important pixels (log importance + Gumbel noise, sorted), then the fill order."""
     imp = importance.astype(np.float64).ravel()
-    positive = imp > 0
-    key = np.zeros_like(imp)
-    key[positive] = -(np.log(imp[positive]) + rng.gumbel(size=int(positive.sum())))
-    # Zero pixels keep the deterministic fill order, after all positive ones.
-    group = (~positive).astype(np.int8)
-    return np.lexsort((jitter, dist, fill, key, group))
+    pos = np.flatnonzero(imp > 0)
+    key = np.log(imp[pos]) + rng.gumbel(size=pos.size)
+    head = pos[np.argsort(-key, kind="stable")]
+    return np.concatenate([head, _fill_order(importance, np.flatnonzero(imp <= 0), rng)])
 
 
 def grow_order(priority_order: np.ndarray, shape: tuple[int, int], n: int) -> np.ndarray:
