@@ -39,7 +39,7 @@ def saliency_maps(model: ZooModel, x: torch.Tensor, target: torch.Tensor | None 
     device = next(model.module.parameters()).device
     x = x.to(device)
     if target is None:
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: the target index feeds the autograd graph below
             target = model.module(x).argmax(dim=1).cpu()
     grad = input_gradients(model.module, x, target)
     reduce = {"max_abs": max_abs_saliency, "signed_mean": signed_mean_saliency}
