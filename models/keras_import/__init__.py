@@ -1,0 +1,1 @@
+"""Import the authors' harmonized Keras networks (.h5) into PyTorch, without TensorFlow."""
