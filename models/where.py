@@ -214,11 +214,17 @@ def model_saliency(model: ZooModel, items: list[dict], batch_size: int = 16,
     return np.concatenate(out)
 
 
+def blurred_human_maps(items: list[dict]) -> np.ndarray:
+    """(N, 224, 224) human maps of ``items``, prepared as the ClickMe loader does (SPEC §3)."""
+    return prepare_human_maps(np.stack([load_map(it["map"]) for it in items]))[:, 0].numpy()
+
+
 def evaluate(model: ZooModel, items: list[dict], ceiling: float = CLICKME_CEILING,
              ceiling_source: str = "ClickMe (authors' code)", n_boot: int = 1000, seed: int = 0,
-             batch_size: int = 16, progress: bool = True) -> WhereResult:
-    """The "where" alignment of ``model`` on ``items`` (see read_where_set)."""
-    human = prepare_human_maps(np.stack([load_map(it["map"]) for it in items]))[:, 0].numpy()
+             batch_size: int = 16, progress: bool = True,
+             human: np.ndarray | None = None) -> WhereResult:
+    """The "where" alignment of ``model`` on ``items`` (see read_where_set); ``human`` reuses prepared maps."""
+    human = blurred_human_maps(items) if human is None else human
     sal = model_saliency(model, items, batch_size, progress)
     return alignment(sal, human, ceiling, ceiling_source, n_boot, seed, model.name,
                      [it["image_id"] for it in items])
@@ -250,6 +256,7 @@ def main(args: argparse.Namespace) -> int:
     if args.weights is not None and len(names) != 1:
         raise InputError("--weights applies to one model; run where once per weights file")
     items = read_where_set(args.images, args.maps)
+    human = blurred_human_maps(items)  # every map checked before any model is built
     ceiling, source = args.ceiling, "given" if args.ceiling != CLICKME_CEILING else "ClickMe (authors' code)"
     if args.participant_maps is not None:
         with np.load(args.participant_maps, allow_pickle=False) as z:
@@ -263,7 +270,7 @@ def main(args: argparse.Namespace) -> int:
     results = []
     for name in names:
         model = create(name, weights=args.weights, device=args.device)
-        r = evaluate(model, items, ceiling, source, args.n_boot, args.seed, args.batch_size)
+        r = evaluate(model, items, ceiling, source, args.n_boot, args.seed, args.batch_size, human=human)
         results.append(asdict(r))
         print(f"{r.model}: mean ρ {r.mean_rho:.4f}, score {r.score:.4f} "
               f"[{r.score_ci[0]:.4f}, {r.score_ci[1]:.4f}] (ceiling {r.ceiling:.4f}, {r.ceiling_source}); "
