@@ -1,0 +1,239 @@
+"""How many participants tell two models' decision-alignment scores apart? Power by simulation.
+
+A simulated study: ``n`` participants (psychometric observers whose thresholds vary between
+people) each see every image once, at one level (the Latin square, so ``n_images / L``
+trials per level); two models with known decision curves. The study is analysed as a lab
+would: pooled human curve, normalized, −log MSE against each normalized model curve, and a
+bootstrap over participants of the score difference; the difference is "detected" when
+its (1 − α) percentile interval excludes 0. Power is the detection rate over simulations
+(``analysis.power_engine``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from analysis.normalize import DEFAULT_METHOD, normalize
+from analysis.power_engine import PowerPoint, simulate_power, smallest_n
+from experiment.lists import latin_square_levels
+from experiment.simulate import PsychometricObserver, simulate_observer
+from stimuli.atomic import atomic_write_bytes, atomic_write_text
+from stimuli.errors import InputError
+from stimuli.provenance import provenance
+
+DEFAULT_LEVELS = tuple(float(p) for p in 10 ** np.linspace(0, 2, 11))
+
+
+@dataclass(frozen=True)
+class PowerDesign:
+    """The simulated study: human population, two models, analysis settings."""
+
+    levels_percent: tuple[float, ...] = DEFAULT_LEVELS
+    n_images: int = 200
+    human_threshold: float = 10.0        # % revealed at the curve's midpoint, population median
+    human_threshold_sd: float = 0.15     # between-participant sd of log10 threshold
+    human_slope: float = 3.0             # per log10 %
+    human_lapse: float = 0.05
+    model_a_threshold: float = 10.0      # model A: humans' median threshold (well aligned)
+    model_b_threshold: float = 14.0      # model B: needs more revealed pixels
+    model_slope: float = 3.0
+    model_lapse: float = 0.0
+    normalization: str = DEFAULT_METHOD
+    alpha: float = 0.05
+    n_boot: int = 400
+
+    def __post_init__(self):
+        if self.n_images < len(self.levels_percent):
+            raise InputError(f"n_images {self.n_images} < number of levels "
+                             f"{len(self.levels_percent)}: each participant needs ≥1 image per level")
+        if not 0 < self.alpha < 1 or self.n_boot < 50:
+            raise InputError("alpha must be in (0, 1) and n_boot ≥ 50")
+
+    def observer(self, threshold: float, slope: float, lapse: float) -> PsychometricObserver:
+        return PsychometricObserver(threshold=threshold, slope=slope, lapse=lapse)
+
+    def model_curves(self) -> np.ndarray:
+        """(2, L) accuracy of models A and B at each level."""
+        lv = np.asarray(self.levels_percent)
+        return np.stack([self.observer(t, self.model_slope, self.model_lapse).p_correct(lv)
+                         for t in (self.model_a_threshold, self.model_b_threshold)])
+
+    def trials_per_level(self) -> np.ndarray:
+        """(L,) trials each participant has per level under the Latin square."""
+        return np.bincount(latin_square_levels(self.n_images, len(self.levels_percent), 0),
+                           minlength=len(self.levels_percent))
+
+
+def _scores(acc_h: np.ndarray, design: PowerDesign) -> np.ndarray:
+    """−log MSE of models A, B against pooled human curves (..., L) → (..., 2)."""
+    norm_h = normalize(acc_h, design.normalization, 0.5)[..., None, :]
+    norm_m = normalize(design.model_curves(), design.normalization, 0.5)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.log(np.nanmean((norm_m - norm_h) ** 2, axis=-1))
+
+
+def expected_scores(design: PowerDesign, n_draws: int = 20000, seed: int = 0) -> np.ndarray:
+    """Scores of A and B against the population's expected pooled curve (infinite participants)."""
+    rng = np.random.default_rng(seed)
+    th = design.human_threshold * 10 ** rng.normal(0, design.human_threshold_sd, n_draws)
+    lv = np.asarray(design.levels_percent)
+    acc = np.mean([design.observer(t, design.human_slope, design.human_lapse).p_correct(lv)
+                   for t in th], axis=0)
+    return _scores(acc, design)
+
+
+def detect(k: np.ndarray, m: np.ndarray, design: PowerDesign, rng: np.random.Generator) -> bool:
+    """Is the A−B score difference detected from per-participant counts k, m of shape (n, L)?"""
+    n = k.shape[0]
+    w = rng.multinomial(n, np.full(n, 1.0 / n), size=design.n_boot).astype(float)
+    acc = (w @ k) / (w @ m)                                 # (R, L) pooled human curves
+    s = _scores(acc, design)
+    diff = s[:, 0] - s[:, 1]
+    lo, hi = np.nanpercentile(diff, [50 * design.alpha, 100 - 50 * design.alpha])
+    return bool(lo > 0 or hi < 0)
+
+
+def _thresholds(n: int, design: PowerDesign, rng: np.random.Generator) -> np.ndarray:
+    return design.human_threshold * 10 ** rng.normal(0, design.human_threshold_sd, n)
+
+
+def count_experiment(design: PowerDesign):
+    """The fast study: per-participant correct counts drawn as binomials per level."""
+    lv = np.asarray(design.levels_percent)
+    m = design.trials_per_level()
+
+    def run(n: int, rng: np.random.Generator) -> bool:
+        p = np.stack([design.observer(t, design.human_slope, design.human_lapse).p_correct(lv)
+                      for t in _thresholds(n, design, rng)])
+        k = rng.binomial(np.broadcast_to(m, p.shape), p).astype(float)
+        return detect(k, np.broadcast_to(m, p.shape).astype(float), design, rng)
+
+    return run
+
+
+def trial_experiment(design: PowerDesign):
+    """The direct study: Latin-square trial rows answered one by one by simulated observers."""
+    n_levels = len(design.levels_percent)
+
+    def rows_for(list_index: int) -> list[dict]:
+        lvl = latin_square_levels(design.n_images, n_levels, list_index)
+        return [{"list_id": f"list-{list_index:02d}", "trial": i + 1, "image_id": f"img{i:04d}",
+                 "category": "animal" if i % 2 else "non-animal", "level_index": int(li),
+                 "level_percent": design.levels_percent[li]} for i, li in enumerate(lvl)]
+
+    lists = [rows_for(i) for i in range(n_levels)]
+
+    def run(n: int, rng: np.random.Generator) -> bool:
+        k = np.zeros((n, n_levels))
+        m = np.zeros((n, n_levels))
+        for i, t in enumerate(_thresholds(n, design, rng)):
+            obs = replace(design.observer(t, design.human_slope, design.human_lapse),
+                          rt_mu=300.0, rt_sigma=1.0, rt_tau=0.0)  # no timeouts: curves only
+            rows = simulate_observer(lists[i % n_levels], obs, rng, observer_id=f"sim-{i:03d}")
+            li = np.array([r["level_index"] for r in rows])
+            ok = np.array([r["correct"] for r in rows], dtype=float)
+            k[i] = np.bincount(li, ok, n_levels)
+            m[i] = np.bincount(li, minlength=n_levels)
+        return detect(k, m, design, rng)
+
+    return run
+
+
+def power_analysis(design: PowerDesign, n_values, n_sims: int = 200, seed: int = 0,
+                   progress: bool = True) -> list[PowerPoint]:
+    """Power to detect the A−B alignment difference for each number of participants."""
+    return simulate_power(count_experiment(design), n_values, n_sims, seed, progress)
+
+
+def _figure(points: list[PowerPoint], target: float, path: Path, title: str) -> None:
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    n = [p.n for p in points]
+    ax.errorbar(n, [p.power for p in points], yerr=[2 * p.mc_se for p in points], marker="o",
+                capsize=3, color="#1f4e79", label="simulated power (±2 MC s.e.)")
+    ax.axhline(target, ls="--", color="#b03a2e", label=f"target {target:g}")
+    ax.set_xscale("log")
+    ax.set_xticks(n, [str(v) for v in n])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("participants")
+    ax.set_ylabel("power")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def add_arguments(parser) -> None:
+    d = PowerDesign()
+    parser.add_argument("--out", required=True, help="folder for power.csv, power.png, power.json")
+    parser.add_argument("--n", default="4,8,16,32,64", help="participant counts (comma-separated)")
+    parser.add_argument("--sims", type=int, default=200, help="simulated studies per count")
+    parser.add_argument("--power", type=float, default=0.8, help="target power")
+    parser.add_argument("--alpha", type=float, default=d.alpha)
+    parser.add_argument("--images", type=int, default=d.n_images, help="images in the set")
+    parser.add_argument("--levels", type=int, default=len(d.levels_percent),
+                        help="log-spaced levels from 1 to 100 %%")
+    parser.add_argument("--human-threshold", type=float, default=d.human_threshold)
+    parser.add_argument("--human-threshold-sd", type=float, default=d.human_threshold_sd,
+                        help="between-participant sd of log10 threshold")
+    parser.add_argument("--human-slope", type=float, default=d.human_slope)
+    parser.add_argument("--human-lapse", type=float, default=d.human_lapse)
+    parser.add_argument("--model-a-threshold", type=float, default=d.model_a_threshold)
+    parser.add_argument("--model-b-threshold", type=float, default=d.model_b_threshold)
+    parser.add_argument("--model-slope", type=float, default=d.model_slope)
+    parser.add_argument("--normalization", default=d.normalization, choices=("chance", "minmax"))
+    parser.add_argument("--boot", type=int, default=d.n_boot, help="bootstrap resamples per study")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main(args) -> int:
+    try:
+        n_values = sorted({int(v) for v in args.n.split(",") if v.strip()})
+    except ValueError:
+        raise InputError(f"--n {args.n!r}: give participant counts like 4,8,16") from None
+    design = PowerDesign(
+        levels_percent=tuple(float(p) for p in 10 ** np.linspace(0, 2, args.levels)),
+        n_images=args.images, human_threshold=args.human_threshold,
+        human_threshold_sd=args.human_threshold_sd, human_slope=args.human_slope,
+        human_lapse=args.human_lapse, model_a_threshold=args.model_a_threshold,
+        model_b_threshold=args.model_b_threshold, model_slope=args.model_slope,
+        normalization=args.normalization, alpha=args.alpha, n_boot=args.boot)
+    truth = expected_scores(design)
+    points = power_analysis(design, n_values, args.sims, args.seed)
+    # The same study with B identical to A: how often a difference is "found" that isn't
+    # there. The participant bootstrap is anti-conservative with very few participants.
+    null = power_analysis(replace(design, model_b_threshold=design.model_a_threshold),
+                          n_values, args.sims, args.seed + 1)
+    need = smallest_n(points, args.power)
+    out = Path(args.out)
+    lines = ["n_participants,power,mc_se,n_sims,rejections,false_positive_rate"]
+    lines += [f"{p.n},{p.power:.4f},{p.mc_se:.4f},{p.n_sims},{p.rejections},{q.power:.4f}"
+              for p, q in zip(points, null, strict=True)]
+    atomic_write_text(out / "power.csv", "\n".join(lines) + "\n")
+    title = (f"A: threshold {design.model_a_threshold:g}%, B: {design.model_b_threshold:g}% "
+             f"(−log MSE {truth[0]:.2f} vs {truth[1]:.2f}); α={design.alpha:g}")
+    _figure(points, args.power, out / "power.png", title)
+    record = provenance(**asdict(design), n_values=n_values, n_sims=args.sims,
+                        target_power=args.power, seed=args.seed)
+    record["expected_scores"] = {"model_a": float(truth[0]), "model_b": float(truth[1])}
+    record["smallest_n"] = need
+    record["observers"] = "simulated (experiment.simulate.PsychometricObserver)"
+    atomic_write_text(out / "power.json", json.dumps(record, indent=2) + "\n")
+    print("\n".join(lines))
+    print(f"expected −log MSE: model A {truth[0]:.3f}, model B {truth[1]:.3f}")
+    print(f"smallest n with power ≥ {args.power:g}: "
+          f"{need if need is not None else f'not reached up to {max(n_values)}'}")
+    print(f"wrote {out / 'power.csv'}, {out / 'power.png'}, {out / 'power.json'}")
+    return 0
