@@ -116,7 +116,8 @@ def observer_curves_png(curves: pd.DataFrame) -> bytes:
             kind = {"human": "human", "simulated": "simulated human",
                     "model": "model"}[otype]
             ax.errorbar(obs["level"], obs["accuracy"],
-                        yerr=[obs["accuracy"] - obs["ci_low"], obs["ci_high"] - obs["accuracy"]],
+                        yerr=np.clip([obs["accuracy"] - obs["ci_low"],
+                                      obs["ci_high"] - obs["accuracy"]], 0, None),  # rounding
                         color=color, ls=ls, lw=0.9, alpha=0.55, capsize=0, marker=".",
                         label=None if kind in labelled else f"{kind}s")
             labelled.add(kind)
