@@ -70,6 +70,9 @@ class LabScreen:
                              "psychtoolbox one (RTs would be frame-locked); install libjack-jackd2-0 "
                              "or pass --allow-keyboard-fallback to accept it")
         self.pace_period = 1.0 / pace_hz if pace_hz else None
+        from pyglet.gl import glFinish
+
+        self._gl_finish = glFinish
         self._deadline = None
         self.fixation = visual.TextStim(self.win, text="+", color="black", height=40)
         self.text = visual.TextStim(self.win, text="", color="black", height=26, wrapWidth=900)
@@ -81,6 +84,8 @@ class LabScreen:
     def flip(self) -> float:
         """Flip; with pacing, first wait for the next emulated vertical blank (virtual displays)."""
         if self.pace_period:
+            # Render now, so the swap at the emulated blank costs little and jitters less.
+            self._gl_finish()
             now = time.perf_counter()
             if self._deadline is None:
                 self._deadline = now
@@ -130,9 +135,13 @@ class LabScreen:
 
 
 def shown_frames(intervals: list[float], hz: float) -> tuple[int, int]:
-    """(frames shown, frames dropped) from the flip intervals (s) that the stimulus spanned."""
-    frames = np.round(np.asarray(intervals) * hz).astype(int)
-    return int(frames.sum()), int(np.maximum(frames - 1, 0).sum())
+    """(frames shown, frames dropped) from the flip intervals (s) the stimulus spanned, onset to offset.
+
+    Shown is the whole onset-to-offset time in frames (robust to one late timestamp);
+    dropped is how many more frames than flips that was, i.e. blanks a flip missed.
+    """
+    shown = int(round(float(np.sum(intervals)) * hz))
+    return shown, max(0, shown - len(intervals))
 
 
 def run_trial(screen: LabScreen, image_path: str, category: str, practice: bool,
@@ -145,6 +154,9 @@ def run_trial(screen: LabScreen, image_path: str, category: str, practice: bool,
     n_stim = timing.frames(timing.stimulus_ms, hz)
     n_window = timing.frames(timing.stimulus_ms + timing.extra_response_ms, hz)
     screen.image.image = image_path
+    # Draw once into the back buffer and clear it, so the texture upload is not paid at onset.
+    screen.image.draw()
+    win.clearBuffer()
     for _ in range(n_fix):
         screen.fixation.draw()
         screen.flip()
