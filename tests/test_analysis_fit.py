@@ -95,8 +95,8 @@ def test_bootstrap_intervals_cover_truth_and_shrink_with_trials():
 
 
 def test_thresholds_inside_psignifit_interval_on_real_contrast_data():
-    psignifit = pytest.importorskip("psignifit", reason="psignifit 4 is a test dependency "
-                                    "listed in requirements.txt")
+    import psignifit  # test-only dependency (requirements.txt pins 4.3)
+
     cm = count_matrix(accuracy_curves(load_trials([MVH / "contrast"])), "contrast")
     ours = fit_psychometric(cm.levels, cm.n_correct, cm.n_trials, guess=cm.guess)
     o = 0
