@@ -212,7 +212,7 @@ def load_site(site: str | Path) -> tuple[Path, StudyConfig, dict[str, list[dict]
 
 
 def create_app(site: str | Path, db: str | Path, admin_token: str,
-               max_body: int = MAX_BODY) -> Starlette:
+               max_body: int = MAX_BODY, sync: str = "full") -> Starlette:
     """The ASGI app for one study site and database."""
     site, config, lists = load_site(site)
     public = (site / "public").resolve()
@@ -220,7 +220,7 @@ def create_app(site: str | Path, db: str | Path, admin_token: str,
         raise InputError(f"--db {db} lies inside {public}, which is served; put it elsewhere")
     if len(admin_token) < 16:
         raise InputError("--admin-token must be at least 16 characters")
-    store = StudyStore(db, study_id=config.study_id)
+    store = StudyStore(db, study_id=config.study_id, sync=sync)
     study = StudyApp(site, store, config, lists, admin_token, max_body)
     app = Starlette(routes=[
         Route("/api/session", _wrap(study.start_session), methods=["POST"]),
@@ -243,13 +243,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--admin-token", default=os.environ.get("STUDY_ADMIN_TOKEN"),
                         help="token for /api/admin/* (default: $STUDY_ADMIN_TOKEN, else random)")
     parser.add_argument("--max-body", type=int, default=MAX_BODY, help="request size limit, bytes")
+    parser.add_argument("--sync", choices=("full", "normal"), default="full",
+                        help="SQLite durability: full = fsync every trial (default); normal = "
+                             "faster, survives a server crash but not a power cut")
 
 
 def main(args) -> int:
     import uvicorn
 
     token = args.admin_token or secrets.token_urlsafe(24)
-    app = create_app(args.site, args.db, token, args.max_body)
+    app = create_app(args.site, args.db, token, args.max_body, args.sync)
     print(f"serving {args.site} at http://{args.host}:{args.port}/ (data: {args.db})", flush=True)
     if not args.admin_token:
         print(f"admin token: {token}", flush=True)

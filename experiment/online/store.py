@@ -68,9 +68,14 @@ def hash_token(token: str) -> str:
 class StudyStore:
     """Thread-safe access to one study database (a connection per thread)."""
 
-    def __init__(self, path: str | Path, study_id: str | None = None):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, study_id: str | None = None, sync: str = "full"):
+        if sync not in ("full", "normal"):
+            raise InputError(f"sync must be 'full' or 'normal', got {sync!r}")
+        self.path, self.sync = Path(path), sync
         self._local = threading.local()
+        # one writer at a time inside this process: SQLite's own busy handler would make
+        # contending threads sleep in ~100 ms steps; BEGIN IMMEDIATE still guards other processes
+        self._write_lock = threading.Lock()
         conn = self._conn()
         conn.executescript(SCHEMA)
         if study_id is not None:
@@ -91,8 +96,9 @@ class StudyStore:
                 conn.execute("PRAGMA journal_mode=WAL")
             except sqlite3.DatabaseError as err:
                 raise InputError(f"{self.path}: not a usable SQLite database ({err})") from None
-            # FULL: a trial acknowledged to the page is on disk even if the machine loses power
-            conn.execute("PRAGMA synchronous=FULL")
+            # full: a trial acknowledged to the page is on disk even if the machine loses power;
+            # normal (WAL): survives a killed server, may lose the last commits on power loss
+            conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
         return conn
@@ -104,6 +110,12 @@ class StudyStore:
                session_label: str, study_label: str, client: dict) -> tuple[str, Session]:
         """New session on the least-used list (ties: first in list order); returns (token, session)."""
         token = secrets.token_urlsafe(32)
+        with self._write_lock:
+            return self._assign(token, list_ids, observer_id, external, source, session_label,
+                                study_label, client)
+
+    def _assign(self, token, list_ids, observer_id, external, source, session_label,
+                study_label, client) -> tuple[str, Session]:
         conn = self._conn()
         # BEGIN IMMEDIATE takes the write lock before counting, so two concurrent
         # arrivals can never both see the same counts and pick the same list
@@ -141,9 +153,10 @@ class StudyStore:
                                      for c in TRIAL_COLUMNS),
                   json.dumps(client_timing), utc_now())
         try:
-            self._conn().execute(
-                f"INSERT INTO trials ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                values)
+            with self._write_lock:
+                self._conn().execute(
+                    f"INSERT INTO trials ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    values)
         except sqlite3.IntegrityError:
             return False
         return True
@@ -153,8 +166,9 @@ class StudyStore:
             "SELECT seq FROM trials WHERE session=? ORDER BY seq", (session.id,))]
 
     def mark_complete(self, session: Session) -> None:
-        self._conn().execute("UPDATE sessions SET completed_utc=COALESCE(completed_utc, ?) "
-                             "WHERE id=?", (utc_now(), session.id))
+        with self._write_lock:
+            self._conn().execute("UPDATE sessions SET completed_utc=COALESCE(completed_utc, ?) "
+                                 "WHERE id=?", (utc_now(), session.id))
 
     def list_counts(self) -> dict[str, int]:
         return dict(self._conn().execute(
