@@ -32,7 +32,7 @@ $(KERAS_VENV)/.installed: requirements-keras.txt
 	touch $@
 
 demo: setup
-	$(PY) -m stimuli demo --out demo_output/stimuli --overwrite
+	$(PY) -m analysis pipeline --config configs/demo.toml --overwrite
 
 lint: setup
 	$(PY) -m ruff check .

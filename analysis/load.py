@@ -27,7 +27,7 @@ from stimuli.errors import InputError
 MVH_COLUMNS = ("subj", "Session", "trial", "rt", "object_response", "category",
                "condition", "imagename")
 SUITE_DATASET = "animal-vs-non-animal"
-_NUMERIC = ("list_id", "block", "trial", "practice", "level_index", "level_percent",
+_NUMERIC = ("block", "trial", "practice", "level_index", "level_percent",
             "correct", "rt_ms", "timeout", "fixation_ms", "frames_intended", "frames_shown",
             "refresh_hz", "dropped_frames", "p_animal", "top1_class")
 _FLAGS = ("practice", "correct", "timeout")
