@@ -53,6 +53,9 @@ def _read_group(group, path: Path) -> dict[str, dict[str, np.ndarray]]:
                          "with TensorFlow 2 / Keras 2 in the HDF5 format")
     out: dict[str, dict[str, np.ndarray]] = {}
     for layer in (_decode(n) for n in group.attrs["layer_names"]):
+        if layer not in group:
+            raise InputError(f"{path}: layer {layer!r} is listed but its weights are absent; the "
+                             "file is truncated or damaged: download it again")
         sub = group[layer]
         names = [_decode(n) for n in sub.attrs.get("weight_names", [])]
         if names:

@@ -112,9 +112,9 @@ class WeightMap:
             raise InputError(f"{self.keras.path} does not match the Keras {self.arch} "
                              f"({len(problems)} problem(s)): {_listing(problems, 12)}"
                              f"{guess_hint(self.keras, self.arch)}")
-        for key, value in module.state_dict().items():
-            if key.endswith("num_batches_tracked"):
-                self.state[key] = value.clone()
+        for key in module.state_dict():
+            if key.endswith("num_batches_tracked"):  # unused in eval mode; Keras has no counterpart
+                self.state[key] = torch.zeros((), dtype=torch.long)
         return self.state
 
 

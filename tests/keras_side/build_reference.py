@@ -1,7 +1,7 @@
 """Run inside .venv-keras: build a random-weight Keras network, save it as released, write reference logits.
 
-Usage: build_reference.py ARCH OUT_DIR [--images N] [--seed S]
-Writes OUT_DIR/ARCH.h5 (whole model, or weights only for vit-b16), ARCH_inputs.npy
+Usage: build_reference.py OUT_DIR ARCH [ARCH …] [--images N] [--seed S]
+For each ARCH, writes OUT_DIR/ARCH.h5 (whole model, or weights only for vit-b16), ARCH_inputs.npy
 (N, 224, 224, 3) float32 already /255 and mean/std normalized, and ARCH_logits.npy (N, 1000).
 """
 
@@ -64,10 +64,43 @@ def randomize(model: tf.keras.Model, rng: np.random.Generator) -> None:
         var.assign(value.astype(np.float32))
 
 
+def random_images(rng: np.random.Generator, count: int) -> np.ndarray:
+    """(count, 224, 224, 3) in [0, 255]: a brightness, coarse 7×7 structure and pixel noise per image.
+
+    Plain uniform noise makes every image look alike to a random network; varied images
+    make the image-dependent part of the logits large enough to test.
+    """
+    base = rng.uniform(40, 215, (count, 1, 1, 3))
+    coarse = np.repeat(np.repeat(rng.normal(0, 60, (count, 7, 7, 3)), 32, axis=1), 32, axis=2)
+    fine = rng.normal(0, 30, (count, 224, 224, 3))
+    return np.clip(base + coarse + fine, 0, 255).astype(np.float32)
+
+
+def write_reference(arch: str, out: Path, rng: np.random.Generator, images: int) -> None:
+    """Build, randomize and save one network; write its inputs and logits beside it."""
+    model, head = build(arch)
+    randomize(model, rng)
+    h5 = out / f"{arch}.h5"
+    if arch == "vit-b16":
+        model.save_weights(str(h5))          # the authors released ViT-B16 weights only
+    else:
+        model.save(str(h5), save_format="h5")  # whole model: model_config + model_weights
+    model.get_layer(head).activation = tf.keras.activations.linear
+    pixels = random_images(rng, images)
+    inputs = ((pixels / 255.0 - MEAN) / STD).astype(np.float32)
+    logits = model(inputs, training=False).numpy()
+    np.save(out / f"{arch}_inputs.npy", inputs)
+    np.save(out / f"{arch}_logits.npy", logits)
+    (out / f"{arch}_info.json").write_text(json.dumps(
+        {"tensorflow": tf.__version__, "arch": arch}))
+    print(json.dumps({"arch": arch, "logit_absmax": float(np.abs(logits).max()),
+                      "logit_std_over_images": float(logits.std(axis=0).mean())}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("arch")
     parser.add_argument("out_dir")
+    parser.add_argument("archs", nargs="+")
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -75,24 +108,8 @@ def main() -> int:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
-    model, head = build(args.arch)
-    randomize(model, rng)
-    h5 = out / f"{args.arch}.h5"
-    if args.arch == "vit-b16":
-        model.save_weights(str(h5))          # the authors released ViT-B16 weights only
-    else:
-        model.save(str(h5), save_format="h5")  # whole model: model_config + model_weights
-    model.get_layer(head).activation = tf.keras.activations.linear
-    pixels = rng.uniform(0, 255, (args.images, 224, 224, 3)).astype(np.float32)
-    inputs = ((pixels / 255.0 - MEAN) / STD).astype(np.float32)
-    logits = model(inputs, training=False).numpy()
-    np.save(out / f"{args.arch}_inputs.npy", inputs)
-    np.save(out / f"{args.arch}_logits.npy", logits)
-    (out / f"{args.arch}_info.json").write_text(json.dumps(
-        {"tensorflow": tf.__version__, "arch": args.arch, "seed": args.seed}))
-    print(json.dumps({"arch": args.arch, "logit_absmax": float(np.abs(logits).max()),
-                      "logit_std_over_images": float(logits.std(axis=0).mean())}))
+    for arch in args.archs:
+        write_reference(arch, out, np.random.default_rng(args.seed), args.images)
     return 0
 
 
