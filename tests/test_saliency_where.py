@@ -174,3 +174,16 @@ def test_where_command_line_rejects_a_map_of_the_wrong_size(where_set, tmp_path,
                    "--images", str(where_set / "images"), "--maps", str(maps)])
     assert rc == 2
     assert "expected (256, 256)" in capsys.readouterr().err
+
+
+def test_where_reads_a_build_manifest_with_class_indices(where_set, tmp_path):
+    manifest = tmp_path / "build.csv"
+    manifest.write_text("image,map,image_id,category,class_index\n"
+                        f"{where_set}/images/im0.png,{where_set}/maps/im0.npy,shark,animal,3\n"
+                        f"{where_set}/images/im1.png,{where_set}/maps/im1.npy,junco,animal,\n",
+                        encoding="utf-8")
+    items = read_where_set(manifest, None)
+    assert [(it["image_id"], it["class_index"]) for it in items] == [("shark", 3), ("junco", None)]
+    assert items[0]["map"] == Path(f"{where_set}/maps/im0.npy")
+    with pytest.raises(InputError, match="needs --maps"):
+        read_where_set(where_set / "images", None)

@@ -145,3 +145,14 @@ def test_registered_builder_carries_its_preprocessing():
     assert "test_tiny_net" in [e.name for e in available()]
     with pytest.raises(ValueError, match="already registered"):
         register("test_tiny_net", lambda w: None, prep, "other", "bundled")
+
+
+def test_list_command_shows_registered_models_and_what_they_need(capsys):
+    from models.__main__ import COMMANDS
+    from stimuli.command_line import dispatch
+
+    assert dispatch("python -m models", COMMANDS, ["list", "--timm", "tf_efficientnet_lite*"]) == 0
+    out = capsys.readouterr().out
+    for v in (0, 1, 2):
+        assert f"efficientnet_lite{v}_imagenet  bundled" in out
+    assert "tf_efficientnet_lite0  (pretrained tags: tf_efficientnet_lite0.in1k)" in out
