@@ -108,7 +108,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_server_") as tmp:
         tmp = Path(tmp)
         manifest = make_stimulus_set(tmp / "set", n_images=8, size=32)
-        lists = make_lists(manifest, tmp / "lists.csv", n_lists=args.lists)
+        lists = make_lists(manifest, tmp / "lists.csv", n_lists=args.lists, stimuli_dir=tmp / "set")
         site = build_site([lists], tmp / "set", tmp / "site")
         ours = run(site, tmp / "ours.sqlite", args.participants, args.timeout_s, args.sync)
         original = store_module.StudyStore.assign

@@ -50,7 +50,8 @@ STATE_JS = """() => {
 def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("online")
     manifest = make_stimulus_set(root / "set", n_images=4)
-    lists = make_lists(manifest, root / "lists.csv", n_lists=2, n_blocks=2, n_practice=1)
+    lists = make_lists(manifest, root / "lists.csv", n_lists=2, n_blocks=2, n_practice=1,
+                       stimuli_dir=root / "set")
     config = StudyConfig(study_id="browser-test", lists=(), keys=KEYS, completion_code="DONE42")
     return build_site([lists], root / "set", root / "site", config)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from stimuli.errors import InputError
 @pytest.fixture
 def study(tmp_path) -> tuple[Path, Path]:
     manifest = make_stimulus_set(tmp_path / "set", n_images=4)
-    return make_lists(manifest, tmp_path / "lists" / "lists.csv", n_lists=2), tmp_path / "set"
+    return make_lists(manifest, tmp_path / "lists" / "lists.csv", n_lists=2,
+                      stimuli_dir=tmp_path / "set"), tmp_path / "set"
 
 
 def test_cli_builds_site_with_used_stimuli_only(study, tmp_path):
@@ -32,7 +34,9 @@ def test_cli_builds_site_with_used_stimuli_only(study, tmp_path):
     rows = read_rows(lists, TRIAL_LIST_COLUMNS)
     copied = sorted(p.relative_to(out / "public" / "stimuli").as_posix()
                     for p in (out / "public" / "stimuli").rglob("*.png"))
-    assert copied == sorted({r["file"] for r in rows})
+    # list files are relative to the list's folder; the site keeps their place in the set
+    assert copied == sorted({os.path.relpath((lists.parent / r["file"]).resolve(),
+                                             stimuli.resolve()) for r in rows})
     assert len(copied) < len(list((stimuli / "images").glob("*.png")))
     study_json = json.loads((out / "study.json").read_text())
     assert study_json["keys"] == {"animal": "e", "non-animal": "i"}
@@ -63,10 +67,11 @@ def _rewrite(lists: Path, **change) -> Path:
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"file": "../set/images/img00_l0.png"}, "inside the stimulus set"),
-    ({"file": "images/nothere.png"}, "not found"),
+    ({"file": "lists.csv"}, "outside the stimulus set"),
+    ({"file": "/etc/passwd"}, "relative to the list's folder"),
+    ({"file": "../set/images/nothere.png"}, "not found"),
     ({"stimulus_id": "ghost"}, "not in"),
-    ({"file": "images/img01_l0.png"}, "in the manifest"),
+    ({"file": "../set/images/img01_l0.png"}, "in the manifest"),
     ({"category": "cat"}, "category"),
     ({"practice": "yes"}, "practice"),
     ({"list_id": "../evil"}, "list_id"),
@@ -112,3 +117,26 @@ def test_missing_manifest_is_named(study, tmp_path):
     (copy / "manifest.csv").unlink()
     with pytest.raises(InputError, match="manifest.csv"):
         load_lists([lists], copy)
+
+
+def test_builds_from_lists_written_by_experiment_lists_with_practice(tmp_path):
+    # the real list writer names files relative to the list folder, practice from another set
+    from experiment.lists import ListConfig, write_lists
+    from tests.stimulus_sets import make_stimulus_set as make_set
+
+    make_set(tmp_path / "set", 3, 3, 3)
+    make_set(tmp_path / "practice", 2, 2, 3, prefix="prac")
+    paths = write_lists(tmp_path / "set", tmp_path / "lists", ListConfig(n_practice=4),
+                        tmp_path / "practice")
+    out = build_site([tmp_path / "lists"], tmp_path / "set", tmp_path / "site")
+    trials = json.loads((out / "lists" / "list-01.json").read_text())["trials"]
+    rows = read_rows(paths[0], TRIAL_LIST_COLUMNS)
+    assert [t["stimulus_id"] for t in trials] == [r["stimulus_id"] for r in rows]
+    practice = [t for t in trials if t["practice"]]
+    assert len(practice) == 4 and all(t["file"].startswith("practice/") for t in practice)
+    assert all(t["file"].startswith("stimuli/") for t in trials if not t["practice"])
+    for t in trials:  # every URL the page loads is in the site, byte-identical to its source
+        served = out / "public" / t["file"]
+        row = next(r for r in rows if r["stimulus_id"] == t["stimulus_id"])
+        assert served.read_bytes() == (paths[0].parent / row["file"]).read_bytes()
+        assert "src" not in t

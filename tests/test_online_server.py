@@ -28,7 +28,7 @@ ADMIN = "admin-token-for-tests-0123456789"
 def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("server")
     manifest = make_stimulus_set(root / "set", n_images=4)
-    lists = make_lists(manifest, root / "lists.csv", n_lists=3)
+    lists = make_lists(manifest, root / "lists.csv", n_lists=3, stimuli_dir=root / "set")
     config = StudyConfig(study_id="server-test", lists=(), completion_code="CODE-9")
     return build_site([lists], root / "set", root / "site", config)
 

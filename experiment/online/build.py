@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import shutil
@@ -37,7 +38,7 @@ def _int(value: str, what: str, where: str) -> int:
         raise InputError(f"{where}: {what} must be an integer, got {value!r}") from None
 
 
-def _list_row(row: dict, where: str, stimuli: Path, manifest: dict) -> dict:
+def _list_row(row: dict, where: str, stimuli: Path, manifest: dict, list_dir: Path) -> dict:
     """One validated trial of a list, as the page and the server use it."""
     list_id = row["list_id"]
     if not SAFE_ID.match(list_id):
@@ -47,18 +48,31 @@ def _list_row(row: dict, where: str, stimuli: Path, manifest: dict) -> dict:
         raise InputError(f"{where}: practice must be 0 or 1, got {practice!r}")
     if row["category"] not in CATEGORIES:
         raise InputError(f"{where}: category must be one of {CATEGORIES}, got {row['category']!r}")
-    rel = PurePosixPath(row["file"])
-    if rel.is_absolute() or ".." in rel.parts or not row["file"]:
-        raise InputError(f"{where}: file {row['file']!r} must be a path inside the stimulus set")
-    if not (stimuli / rel).is_file():
-        raise InputError(f"{where}: stimulus file {stimuli / rel} not found; "
-                         "check --stimuli points at the set the lists were made from")
+    # Trial lists name files relative to the list CSV's own folder (experiment.lists).
+    if not row["file"] or PurePosixPath(row["file"]).is_absolute():
+        raise InputError(f"{where}: file {row['file']!r} must be a path relative to the list's folder")
+    src = (list_dir / row["file"]).resolve()
+    if not src.is_file():
+        raise InputError(f"{where}: stimulus file {src} not found; keep the lists beside the "
+                         "stimulus sets they were made from")
     sid = row["stimulus_id"]
-    if sid not in manifest:
-        raise InputError(f"{where}: stimulus_id {sid!r} is not in {stimuli / 'manifest.csv'}")
-    if manifest[sid] != row["file"]:
-        raise InputError(f"{where}: stimulus_id {sid!r} is {manifest[sid]!r} in the manifest, "
-                         f"not {row['file']!r}; regenerate the lists from this set")
+    root = stimuli.resolve()
+    if src.is_relative_to(root):
+        rel = src.relative_to(root).as_posix()
+        if sid not in manifest:
+            raise InputError(f"{where}: stimulus_id {sid!r} is not in {stimuli / 'manifest.csv'}")
+        if manifest[sid] != rel:
+            raise InputError(f"{where}: stimulus_id {sid!r} is {manifest[sid]!r} in the manifest "
+                             f"{stimuli / 'manifest.csv'}, not {rel!r}; regenerate the lists "
+                             "from this set")
+        site_file = f"stimuli/{rel}"
+    elif practice == "1":
+        # practice images come from a separate set (experiment.lists --practice-stimuli)
+        tag = hashlib.sha256(str(src.parent).encode()).hexdigest()[:10]
+        site_file = f"practice/{tag}/{src.name}"
+    else:
+        raise InputError(f"{where}: test stimulus {src} lies outside the stimulus set {root}; "
+                         "check --stimuli points at the set the lists were made from")
     level_percent = row["level_percent"].strip()
     if level_percent:
         try:
@@ -67,11 +81,11 @@ def _list_row(row: dict, where: str, stimuli: Path, manifest: dict) -> dict:
             raise InputError(f"{where}: level_percent {level_percent!r} is not a number") from None
     return {
         "block": _int(row["block"], "block", where), "trial": _int(row["trial"], "trial", where),
-        "practice": int(practice), "stimulus_id": sid, "file": row["file"],
+        "practice": int(practice), "stimulus_id": sid, "file": site_file, "src": str(src),
         "image_id": row["image_id"], "category": row["category"],
         "level_index": _int(row["level_index"], "level_index", where),
         "level_percent": level_percent if level_percent != "" else None,
-        "url": "stimuli/" + quote(row["file"]),
+        "url": quote(site_file),
     }
 
 
@@ -99,7 +113,8 @@ def load_lists(paths: Sequence[str | Path], stimuli: Path) -> dict[str, list[dic
             if lid in owner and owner[lid] != f:
                 raise InputError(f"{f}: list_id {lid!r} also appears in {owner[lid]}")
             owner[lid] = f
-            lists.setdefault(lid, []).append(_list_row(row, f"{f} line {i}", stimuli, manifest))
+            lists.setdefault(lid, []).append(_list_row(row, f"{f} line {i}", stimuli, manifest,
+                                                          f.parent))
     if not lists:
         raise InputError(f"no trials in {', '.join(map(str, files))}")
     for lid, trials in lists.items():
@@ -138,11 +153,11 @@ def build_site(lists_paths: Sequence[str | Path], stimuli: str | Path, out: str 
             shutil.copyfile(nm / src, public / "vendor" / name)
         for name in OUR_FILES:
             shutil.copyfile(WEB_DIR / name, public / name)
-        used = sorted({t["file"] for trials in lists.values() for t in trials})
-        for rel in used:
-            dest = public / "stimuli" / rel
+        used = sorted({(t["file"], t.pop("src")) for trials in lists.values() for t in trials})
+        for site_file, src in used:
+            dest = public / site_file
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(stimuli / rel, dest)
+            shutil.copyfile(src, dest)
         (tmp / "lists").mkdir()
         for lid, trials in lists.items():
             atomic_write_text(tmp / "lists" / f"{lid}.json",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,14 @@ def make_stimulus_set(folder: str | Path, n_images: int = 4, size: int = 256,
 
 
 def make_lists(manifest: list[dict], out: str | Path, n_lists: int = 3, n_blocks: int = 2,
-               n_practice: int = 1) -> Path:
-    """Latin-square lists (level = (image + list) % levels) in one CSV; practice rows first."""
+               n_practice: int = 1, *, stimuli_dir: str | Path) -> Path:
+    """Latin-square lists (level = (image + list) % levels) in one CSV; practice rows first.
+
+    ``file`` is written relative to the list CSV's folder, as experiment.lists writes it.
+    """
+    out = Path(out)
+    to_list = os.path.relpath(Path(stimuli_dir).resolve(), out.parent.resolve())
+    manifest = [{**r, "file": Path(to_list, r["file"]).as_posix()} for r in manifest]
     images = sorted({r["image_id"] for r in manifest})
     by_key = {(r["image_id"], r["level_index"]): r for r in manifest}
     rows = []
