@@ -23,7 +23,7 @@ from stimuli.errors import InputError
 __all__ = ["Preprocessing", "ZooModel", "ZooEntry", "register", "create", "available", "TIMM_WEIGHTS"]
 
 # Modules that register models when imported; imported strictly (errors propagate) before lookup.
-_PLUGIN_MODULES: tuple[str, ...] = ("models.keras_import.registry",)
+_PLUGIN_MODULES: tuple[str, ...] = ("models.harmonized_finetune", "models.keras_import.registry")
 
 TIMM_WEIGHTS = ("timm", "pretrained")   # download through timm / Hugging Face
 RANDOM_WEIGHTS = "random"               # untrained: for tests and throughput only
