@@ -160,9 +160,12 @@ def harmonizer_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     if human_maps.ndim == 4:
         human_maps = human_maps[:, 0]
     logits, sal = saliency_maps(model, images, labels, create_graph=lambda_harmonization != 0)
-    per_level = harmonization_terms(sal, human_maps.to(sal.device), tokens.to(sal.device), levels)
-    harm = per_level.mean()
-    task = F.cross_entropy(logits.float(), labels.long(), label_smoothing=label_smoothing)
-    weights = l2_term(p for _, p in decayed_parameters(model)).to(task.device)
+    # under autocast the model runs in bf16/fp16, the loss itself in float32 (as the authors cast)
+    with torch.autocast(sal.device.type, enabled=False):
+        per_level = harmonization_terms(sal, human_maps.to(sal.device), tokens.to(sal.device),
+                                        levels)
+        harm = per_level.mean()
+        task = F.cross_entropy(logits.float(), labels.long(), label_smoothing=label_smoothing)
+        weights = l2_term(p for _, p in decayed_parameters(model)).to(task.device)
     total = task + lambda_harmonization * harm + lambda_weights * weights
     return HarmonizerLoss(total, task, harm, weights, per_level, logits, sal)

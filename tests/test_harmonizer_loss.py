@@ -180,3 +180,18 @@ def test_weight_decay_excludes_norms_and_embeddings_in_timm_models():
     for name in ("cls_token", "pos_embed", "patch_embed.proj.weight", "norm.weight",
                  "blocks.0.norm1.weight"):
         assert name not in vit
+
+
+def test_loss_parts_stay_float32_under_autocast():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.randn(2, 3, 16, 16), torch.tensor([0, 2])
+    maps, tok = torch.rand(2, 1, 16, 16), torch.ones(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = hz.harmonizer_loss(model, x, y, maps, tok)
+    assert out.logits.dtype == torch.bfloat16  # the model did run in bf16
+    assert out.levels.dtype == out.task.dtype == out.total.dtype == torch.float32
+    # the pyramid at float32 equals the same pyramid computed outside autocast
+    ref = hz.harmonization_terms(out.saliency.detach(), maps[:, 0], tok)
+    torch.testing.assert_close(out.levels.detach(), ref, rtol=1e-6, atol=1e-7)
