@@ -198,3 +198,38 @@ def test_runs_are_found_under_harmonized_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("HARMONIZED_RUNS", str(tmp_path / "root"))
     assert "harmonized_ft:lab_run" in hf.register_all()
     assert any(e.name == "harmonized_ft:lab_run" for e in zoo.available())
+
+
+def _rank_main(rank: int, world: int, port: int, out: str) -> None:
+    import os
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    _train_small(out, batch=10 // world)
+    torch.distributed.destroy_process_group()
+
+
+def _train_small(out, batch: int) -> None:
+    xm, mm, ym = two_cue_data(40, 7)
+    xp, mp, yp = two_cue_data(80, 8)
+    cfg = hm.HarmonizeConfig(steps=6, batch_size=batch, lr=0.05, warmup_steps=2,
+                             lambda_harmonization=5.0, workers=0, checkpoint_every=6)
+    hm.fine_tune(tiny_cnn(0), (0.5,) * 3, (0.25,) * 3, Items(xm, mm, ym, 1), Items(xp, mp, yp, 0),
+                 cfg, out, log=lambda s: None)
+
+
+def test_two_processes_train_like_one_with_the_whole_batch(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a free port for the gloo rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_rank_main, args=(2, port, str(tmp_path / "two")), nprocs=2)
+    _train_small(tmp_path / "one", batch=10)
+    two = torch.load(tmp_path / "two" / hm.CHECKPOINT, weights_only=True)["model"]
+    one = torch.load(tmp_path / "one" / hm.CHECKPOINT, weights_only=True)["model"]
+    start = hm.Normalized(tiny_cnn(0), (0.5,) * 3, (0.25,) * 3).state_dict()
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5)
+    assert any(not torch.equal(one[k], start[k]) for k in one)  # training moved the weights
