@@ -24,17 +24,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stimuli.build import (  # noqa: E402
-    BuildConfig,
-    _encode_png,
-    build_stimulus_set,
-    image_seed,
-    load_item,
-    read_stimulus_manifest,  # noqa: E402
-)
+from stimuli.build import BuildConfig, build_stimulus_set, read_stimulus_manifest  # noqa: E402
 from stimuli.io import BuildItem  # noqa: E402
 from stimuli.masks import centering_shift, level_counts, nested_pixel_order  # noqa: E402
 from stimuli.noise import noise_background  # noqa: E402
+from stimuli.render import encode_png, image_seed, load_item  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
 
@@ -85,7 +79,7 @@ def run_reference(items, config, out: Path, suite_encoder: bool) -> tuple[float,
             stim = reference_stimulus(item, src, imp, config, int(n))
             t0 = time.perf_counter()
             if suite_encoder:
-                data = _encode_png(stim, config.png_compress_level)
+                data = encode_png(stim, config.png_compress_level)
             else:
                 buf = io.BytesIO()
                 Image.fromarray(stim).save(buf, format="PNG")

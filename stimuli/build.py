@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import os
@@ -12,34 +11,28 @@ import shutil
 import tempfile
 import time
 import uuid
-import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from stimuli.atomic import atomic_write_text
 from stimuli.errors import InputError
-from stimuli.io import (
-    BuildItem,
-    check_aspect,
-    items_from_folders,
-    load_image,
-    load_map,
-    read_build_manifest,
-)
-from stimuli.masks import (
-    ORDERS,
-    centering_shift,
-    level_counts,
-    nested_pixel_order,
-    resize_center_crop,
-)
-from stimuli.noise import amplitude_spectrum, noise_background
+from stimuli.io import BuildItem, items_from_folders, read_build_manifest
+from stimuli.masks import ORDERS
 from stimuli.provenance import provenance
+from stimuli.render import (  # noqa: F401  (plan_image, render_level, load_item, image_seed: public API)
+    ImagePlan,
+    image_seed,
+    init_worker,
+    item_amplitude,
+    load_item,
+    plan_image,
+    render_item,
+    render_level,
+)
 from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
 
 # SPEC §1: the authors' 11 levels, 10 ** linspace(0, 2, 11) percent.
@@ -58,7 +51,7 @@ class BuildConfig:
     budget: int = 16384                  # pixels revealed at 100 % (a quarter of 256 x 256)
     seed: int = 0                        # set seed; per-image seeds derive from it and image_id
     spectrum: str = "image"              # image: own amplitude spectrum; set: set-average spectrum
-    png_compress_level: int = 6          # zlib level for PNGs; with Huffman-only coding (see _encode_png)
+    png_compress_level: int = 6          # zlib level for PNGs; with Huffman-only coding (see render.encode_png)
     maps_note: str = field(default="", compare=False)  # where the maps came from, saved with the set
 
     def __post_init__(self):
@@ -82,117 +75,12 @@ class BuildConfig:
             raise InputError("build configuration: " + "; ".join(problems) + "; fix the option(s)")
 
 
-def image_seed(set_seed: int, image_id: str) -> int:
-    """Per-image seed from the set seed and the image id only, so adding images leaves others unchanged."""
-    words = np.frombuffer(hashlib.sha256(image_id.encode("utf-8")).digest(), dtype="<u4")
-    state = np.random.SeedSequence([int(set_seed), *map(int, words)]).generate_state(2, np.uint32)
-    return int((int(state[0]) << 32 | int(state[1])) & (2 ** 63 - 1))
-
-
-@dataclass(frozen=True)
-class ImagePlan:
-    """One image prepared for all its levels: source (S,S,3) uint8, reveal order (budget,), noise (S,S,3) uint8."""
-
-    source: np.ndarray
-    order: np.ndarray
-    noise: np.ndarray
-    noise_unclipped: np.ndarray
-    seed: int
-
-
-def load_item(item: BuildItem, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Load, check and resize/crop one item: ((S,S,3) uint8 image, (S,S) float32 map)."""
-    image, importance = load_image(item.image), load_map(item.map)
-    check_aspect(image, importance, item.map, item.image)
-    src, imp = resize_center_crop(image, importance, size)
-    if not (imp > 0).any():
-        raise InputError(f"{item.map}: no importance left inside the center crop; supply a map "
-                         "whose important region lies in the image's central square")
-    return src, imp
-
-
-def plan_image(item: BuildItem, config: BuildConfig, amplitude: np.ndarray | None = None) -> ImagePlan:
-    """Everything about one image that does not depend on the level: source, pixel order, noise."""
-    src, imp = load_item(item, config.size)
-    seed = image_seed(config.seed, item.image_id)
-    # Separate streams: changing the pixel order never changes the noise, and vice versa.
-    order_ss, noise_ss = np.random.SeedSequence(seed).spawn(2)
-    order = nested_pixel_order(imp, config.order, config.budget, np.random.default_rng(order_ss))
-    noise, unclipped = noise_background(src, np.random.default_rng(noise_ss), amplitude)
-    return ImagePlan(src, order, noise, unclipped, seed)
-
-
-def render_level(plan: ImagePlan, n: int) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """The stimulus revealing the first ``n`` pixels, centered: ((S,S,3) uint8, (S,S) bool mask, dy, dx residual)."""
-    size = plan.source.shape[0]
-    ys, xs = np.divmod(plan.order[:n], size)
-    dy, dx, ry, rx = centering_shift(ys, xs, (size, size))
-    stim = plan.noise.copy()
-    stim[ys + dy, xs + dx] = plan.source[ys, xs]
-    mask = np.zeros((size, size), dtype=bool)
-    mask[ys + dy, xs + dx] = True
-    return stim, mask, ry, rx
-
-
-def _encode_png(array: np.ndarray, level: int) -> bytes:
-    buf = io.BytesIO()
-    # Huffman-only deflate: noise has few repeated strings, so LZ77 matching costs time and
-    # saves ~nothing (measured: 4x faster than Pillow's default, files no larger).
-    Image.fromarray(array).save(buf, format="PNG", compress_level=level,
-                                compress_type=zlib.Z_HUFFMAN_ONLY)
-    return buf.getvalue()
-
-
-_SET_AMPLITUDE: np.ndarray | None = None
-
-
-def _init_worker(amplitude: np.ndarray | None) -> None:
-    global _SET_AMPLITUDE
-    _SET_AMPLITUDE = amplitude
-
-
-def _render_item(args: tuple[BuildItem, BuildConfig, str]) -> tuple[list[dict], float, float]:
-    """Render and write all stimuli of one image; returns (manifest rows, encode s, total s)."""
-    item, config, tmp_dir = args
-    start = time.perf_counter()
-    plan = plan_image(item, config, _SET_AMPLITUDE)
-    counts = level_counts(config.levels_percent, config.budget)
-    jobs = [(i, p, int(n)) for i, (p, n) in enumerate(zip(config.levels_percent, counts, strict=True))]
-    if config.full:
-        jobs.append((len(counts), None, config.size * config.size))
-    rows, encode_s = [], 0.0
-    for level_index, percent, n in jobs:
-        if percent is None:
-            stim, ry, rx = plan.source, None, None
-        else:
-            stim, _, ry, rx = render_level(plan, n)
-        t0 = time.perf_counter()
-        data = _encode_png(stim, config.png_compress_level)
-        encode_s += time.perf_counter() - t0
-        stimulus_id = f"{item.image_id}_L{level_index:02d}"
-        rel = f"stimuli/{stimulus_id}.png"
-        with open(Path(tmp_dir) / rel, "wb") as fh:
-            fh.write(data)
-        rows.append({
-            "stimulus_id": stimulus_id, "file": rel, "image_id": item.image_id,
-            "category": item.category,
-            "class_index": "" if item.class_index is None else item.class_index,
-            "level_index": level_index,
-            "level_percent": "" if percent is None else f"{percent:.6g}",
-            "n_revealed": n, "budget": config.budget,
-            "centroid_dx": "" if rx is None else f"{rx:.4f}",
-            "centroid_dy": "" if ry is None else f"{ry:.4f}",
-            "seed": plan.seed, "sha256": hashlib.sha256(data).hexdigest(),
-        })
-    return rows, encode_s, time.perf_counter() - start
-
-
 def _set_amplitude(items: list[BuildItem], size: int, workers: int, progress: bool) -> np.ndarray:
     """Mean per-channel amplitude spectrum over the set: (3, S, S//2+1)."""
     tasks = [(it, size) for it in items]
     with ProcessPoolExecutor(workers) if workers > 1 else _NoPool() as pool:
         total = None
-        for amp in tqdm(pool.map(_item_amplitude, tasks), total=len(items), desc="spectrum",
+        for amp in tqdm(pool.map(item_amplitude, tasks), total=len(items), desc="spectrum",
                         unit="img", disable=not progress):
             total = amp if total is None else total + amp
     return total / len(items)
@@ -208,11 +96,6 @@ class _NoPool:
         return False
 
     map = staticmethod(map)
-
-
-def _item_amplitude(args: tuple[BuildItem, int]) -> np.ndarray:
-    item, size = args
-    return amplitude_spectrum(load_item(item, size)[0])
 
 
 def _resolve_items(source) -> list[BuildItem]:
@@ -270,11 +153,11 @@ def build_stimulus_set(source, out_dir: str | Path, config: BuildConfig = BuildC
         pool = None
         try:
             if workers > 1:
-                pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(amplitude,))
-                results = pool.map(_render_item, tasks)
+                pool = ProcessPoolExecutor(workers, initializer=init_worker, initargs=(amplitude,))
+                results = pool.map(render_item, tasks)
             else:
-                _init_worker(amplitude)
-                results = map(_render_item, tasks)
+                init_worker(amplitude)
+                results = map(render_item, tasks)
             rows, encode_s, work_s = [], 0.0, 0.0
             for item_rows, enc, tot in tqdm(results, total=len(tasks), desc="stimuli", unit="img",
                                             disable=not progress):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from array import array
 
 import numpy as np
 from PIL import Image
@@ -54,22 +55,50 @@ def _fill_order(importance: np.ndarray, zero_idx: np.ndarray, rng: np.random.Gen
     return zero_idx[np.lexsort((jitter, dist, -blurred))]
 
 
-def rank_order(importance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Flat pixel indices, most important first; ties broken by a seeded jitter: (H*W,) int64."""
+def _then_fill(importance: np.ndarray, head: np.ndarray, n: int | None, grow: bool,
+               rng: np.random.Generator) -> np.ndarray:
+    """``head`` (the important pixels in order) followed by the zero pixels in fill order: (H*W,) int64.
+
+    The fill order (a blur and a three-key sort, the costliest part of ordering) only matters
+    when the first ``n`` pixels can reach a zero pixel: when the map has fewer than ``n``
+    important pixels, or, for growth, when the 4-connected important region holding the seed
+    does. Otherwise the zero pixels follow in index order: they are never among the first
+    ``n``, so the result is the same, and the jitter they would draw is drawn last anyway.
+    """
+    zero = np.flatnonzero(importance.ravel() <= 0)
+    needed = n is None or head.size < n
+    if not needed and grow and zero.size:
+        labels, _ = ndimage.label(importance > 0)
+        needed = int(np.count_nonzero(labels.ravel() == labels.ravel()[head[0]])) < n
+    return np.concatenate([head, _fill_order(importance, zero, rng) if needed else zero])
+
+
+def rank_order(importance: np.ndarray, rng: np.random.Generator, n: int | None = None,
+               grow: bool = False) -> np.ndarray:
+    """Flat pixel indices, most important first; ties broken by a seeded jitter: (H*W,) int64.
+
+    With ``n``, only the first ``n`` (or, with ``grow``, what growth over ``n`` steps can
+    reach) are guaranteed to be in fill order; see ``_then_fill``.
+    """
     imp = importance.astype(np.float64).ravel()
     pos = np.flatnonzero(imp > 0)
     jitter = rng.random(pos.size)
     head = pos[np.lexsort((jitter, -imp[pos]))]
-    return np.concatenate([head, _fill_order(importance, np.flatnonzero(imp <= 0), rng)])
+    return _then_fill(importance, head, n, grow, rng)
 
 
-def _gumbel_order(importance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _gumbel_order(importance: np.ndarray, rng: np.random.Generator, n: int | None = None) -> np.ndarray:
     """Plackett-Luce sample of the important pixels (log importance + Gumbel noise, sorted), then the fill order."""
     imp = importance.astype(np.float64).ravel()
     pos = np.flatnonzero(imp > 0)
-    key = np.log(imp[pos]) + rng.gumbel(size=pos.size)
-    head = pos[np.argsort(-key, kind="stable")]
-    return np.concatenate([head, _fill_order(importance, np.flatnonzero(imp <= 0), rng)])
+    key = -(np.log(imp[pos]) + rng.gumbel(size=pos.size))
+    # The default sort is ~6x faster than a stable one and agrees with it whenever the keys
+    # are distinct (continuous noise: practically always); ties fall back to the stable sort.
+    idx = np.argsort(key)
+    ordered = key[idx]
+    if (ordered[1:] == ordered[:-1]).any():
+        idx = np.argsort(key, kind="stable")
+    return _then_fill(importance, pos[idx], n, True, rng)
 
 
 def grow_order(priority_order: np.ndarray, shape: tuple[int, int], n: int) -> np.ndarray:
@@ -78,45 +107,65 @@ def grow_order(priority_order: np.ndarray, shape: tuple[int, int], n: int) -> np
     ``priority_order`` lists flat indices best first; each step adds the best frontier pixel.
     """
     h, w = shape
-    size = h * w
-    rank = np.empty(size, dtype=np.int64)
-    rank[priority_order] = np.arange(size)
-    # The growth is inherently sequential; integer ranks on a C heap keep it ~1 us a step.
-    rank_list, order_list = rank.tolist(), priority_order.tolist()
-    queued = bytearray(size)
-    seed = order_list[0]
-    heap, out = [0], []
-    queued[seed] = 1
-    pop, push, append = heapq.heappop, heapq.heappush, out.append
-    last_row = size - w
-    for _ in range(min(n, size)):
-        p = order_list[pop(heap)]
-        append(p)
-        x = p % w
-        if x and not queued[p - 1]:
-            queued[p - 1] = 1
-            push(heap, rank_list[p - 1])
-        if x < w - 1 and not queued[p + 1]:
-            queued[p + 1] = 1
-            push(heap, rank_list[p + 1])
-        if p >= w and not queued[p - w]:
-            queued[p - w] = 1
-            push(heap, rank_list[p - w])
-        if p < last_row and not queued[p + w]:
-            queued[p + w] = 1
-            push(heap, rank_list[p + w])
-    return np.asarray(out, dtype=np.int64)
+    size, pw = h * w, w + 2
+    n = min(n, size)
+    if n <= 0:
+        return np.empty(0, dtype=np.int64)
+    # The growth is inherently sequential. It runs on integer ranks over a canvas padded by a
+    # one-pixel border marked as already queued (no bounds checks), with a C heap; a new
+    # neighbour better than the whole frontier is taken at once by heappushpop (a "climb").
+    ys, xs = np.divmod(np.asarray(priority_order, dtype=np.int64), w)
+    padded = (ys + 1) * pw + xs + 1
+    rank = np.zeros((h + 2) * pw, dtype=np.int64)
+    rank[padded] = np.arange(size)
+    border = np.ones((h + 2, pw), dtype=np.uint8)
+    border[1:-1, 1:-1] = 0
+    queued = bytearray(border.tobytes())
+    rank_of, pixel_of = array("q", rank.tobytes()), array("q", padded.tobytes())
+    queued[pixel_of[0]] = 1
+    heap, out = [], []
+    pop, push, pushpop, append = heapq.heappop, heapq.heappush, heapq.heappushpop, out.append
+    r = 0
+    for _ in range(n - 1):
+        append(r)
+        p = pixel_of[r]
+        new = -1
+        q = p - 1
+        if not queued[q]:
+            queued[q] = 1
+            new = rank_of[q]
+        q = p + 1
+        if not queued[q]:
+            queued[q] = 1
+            if new >= 0:
+                push(heap, new)
+            new = rank_of[q]
+        q = p - pw
+        if not queued[q]:
+            queued[q] = 1
+            if new >= 0:
+                push(heap, new)
+            new = rank_of[q]
+        q = p + pw
+        if not queued[q]:
+            queued[q] = 1
+            if new >= 0:
+                push(heap, new)
+            new = rank_of[q]
+        r = pushpop(heap, new) if new >= 0 else pop(heap)
+    append(r)
+    return np.asarray(priority_order, dtype=np.int64)[np.asarray(out, dtype=np.int64)]
 
 
 def nested_pixel_order(importance: np.ndarray, method: str, n: int,
                        rng: np.random.Generator) -> np.ndarray:
     """The first ``n`` flat pixel indices to reveal, best first; level masks are its prefixes: (n,) int64."""
     if method == "rank":
-        return rank_order(importance, rng)[:n]
+        return rank_order(importance, rng, n)[:n]
     if method == "grow":
-        return grow_order(rank_order(importance, rng), importance.shape, n)
+        return grow_order(rank_order(importance, rng, n, grow=True), importance.shape, n)
     if method == "pgrow":
-        return grow_order(_gumbel_order(importance, rng), importance.shape, n)
+        return grow_order(_gumbel_order(importance, rng, n), importance.shape, n)
     raise ValueError(f"unknown pixel order {method!r}; use one of {ORDERS}")
 
 
