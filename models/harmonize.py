@@ -159,17 +159,15 @@ class StepBatches(torch.utils.data.Sampler):
 
 # ---- pieces of the loop ----------------------------------------------------------------------
 
-class Normalized(nn.Module):
-    """Wraps a model so it takes images in [0, 1]; the saliency is taken w.r.t. these pixels."""
+class Normalizer:
+    """Maps images in [0, 1] to the model's input: (x − mean) / std per channel, on ``device``."""
 
-    def __init__(self, model: nn.Module, mean, std):
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+    def __init__(self, mean, std, device):
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
-    def forward(self, x):
-        return self.model((x - self.mean) / self.std)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
 
 
 def lr_factor(step: int, cfg: HarmonizeConfig) -> float:
@@ -246,14 +244,14 @@ def saliency_alignment(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
     return np.array([spearmanr(s, h)[0] for s, h in zip(sal, hum, strict=True)])
 
 
-def evaluate(model: nn.Module, data, cfg: HarmonizeConfig, device) -> dict:
+def evaluate(model: nn.Module, data, cfg: HarmonizeConfig, norm: Normalizer, device) -> dict:
     """Held-out accuracy and ClickMe-style alignment (mean ρ, and ρ / ceiling)."""
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(data, range(min(len(data), cfg.eval_images))),
         batch_size=cfg.batch_size, num_workers=0)
     correct, rhos = 0, []
     for x, m, y, _ in loader:
-        x, m, y = x.to(device), m.to(device), y.to(device)
+        x, m, y = norm(x.to(device)), m.to(device), y.to(device)
         with torch.no_grad():
             was = model.training
             model.eval()
@@ -292,7 +290,7 @@ def _join(a, b):
 def fine_tune(model: nn.Module, mean, std, maps, plain, cfg: HarmonizeConfig, out_dir,
               val=None, resume: bool = False, stop_after: int | None = None, on_done: Callable[[nn.Module, dict], None] | None = None,
               log: Callable[[str], None] = print) -> dict:
-    """Train ``model`` (timm-like, taking normalized images) in place; returns the last metrics.
+    """Train ``model`` (taking images normalized by mean/std) in place; returns the last metrics.
 
     ``maps``/``plain``/``val`` yield (image (3,S,S) in [0,1], map (1,S,S), label, token);
     ``stop_after`` ends this call after that many steps (checkpointed; resume later).
@@ -301,7 +299,8 @@ def fine_tune(model: nn.Module, mean, std, maps, plain, cfg: HarmonizeConfig, ou
     dist = Dist.from_env()
     device = torch.device(f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
-    net = Normalized(model, mean, std).to(device).train()
+    # saliency is taken w.r.t. the normalized input tensor, as models/saliency.py does
+    net, norm = model.to(device).train(), Normalizer(mean, std, device)
     opt = make_optimizer(net.parameters(), cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     dtype = amp_dtype(cfg, device)
@@ -343,7 +342,7 @@ def fine_tune(model: nn.Module, mean, std, maps, plain, cfg: HarmonizeConfig, ou
         for step in range(start, stop):
             t0 = time.perf_counter()
             x, m, y, tok = _join(next(it_map), next(it_plain))
-            x, m, y = x.to(device, non_blocking=True), m.to(device), y.to(device)
+            x, m, y = norm(x.to(device, non_blocking=True)), m.to(device), y.to(device)
             tok = tok.to(device).float()
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 out = harmonizer_loss(net, x, y, m, tok, cfg.lambda_harmonization,
@@ -365,7 +364,7 @@ def fine_tune(model: nn.Module, mean, std, maps, plain, cfg: HarmonizeConfig, ou
                     "maps_in_batch": int(tok.sum()), "images_per_s": len(y) * dist.world / dt}
             done = step + 1 == stop
             if val is not None and dist.rank == 0 and ((step + 1) % cfg.eval_every == 0 or done):
-                last.update(evaluate(net, val, cfg, device))
+                last.update(evaluate(net, val, cfg, norm, device))
             if dist.rank == 0:
                 mlog.write(json.dumps(last) + "\n")
                 mlog.flush()
