@@ -23,15 +23,14 @@ import numpy as np
 import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
-import torch.nn.functional as F
-from scipy.stats import spearmanr
 
+from models.harmonize_data import MappedImages, PlainImages, StepBatches, WithToken
 from models.harmonizer import harmonizer_loss
-from models.human_maps import prepare_human_maps
+from models.saliency import input_gradients, max_abs_saliency
+from models.where import CLICKME_CEILING, spearman_rows
 from stimuli.atomic import atomic_write_bytes, atomic_write_text
 from stimuli.errors import InputError
 
-CLICKME_CEILING = 0.65753  # human inter-rater Spearman ceiling in the authors' ClickMe code
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 
@@ -57,104 +56,6 @@ class HarmonizeConfig:
     checkpoint_every: int = 100
     alignment_ceiling: float = CLICKME_CEILING
     workers: int = 2
-
-
-# ---- data ------------------------------------------------------------------------------------
-
-def load_resized(path, size: int) -> torch.Tensor:
-    """A photograph → (3, size, size) float32 in [0, 1], bilinear, no crop (the ClickMe framing)."""
-    from stimuli.io import load_image
-
-    t = torch.from_numpy(np.array(load_image(path))).permute(2, 0, 1)[None].float() / 255.0
-    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0]
-
-
-class MappedImages(torch.utils.data.Dataset):
-    """Build-manifest items → (image (3,S,S), blurred map (1,S,S), label, token 1)."""
-
-    def __init__(self, items, size: int, labels: str = "class_index"):
-        self.items, self.size, self.labels = list(items), size, labels
-        for it in self.items:
-            if labels == "class_index" and it.class_index is None:
-                raise InputError(f"{it.source}: image {it.image_id!r} has no class_index; fill the "
-                                 "column or train on --labels category")
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i):
-        from stimuli.io import load_map
-
-        it = self.items[i]
-        label = it.class_index if self.labels == "class_index" else int(it.category != "animal")
-        heat = prepare_human_maps(load_map(it.map), self.size)[0]
-        return load_resized(it.image, self.size), heat, label, 1.0
-
-
-class PlainImages(torch.utils.data.Dataset):
-    """An ImageFolder tree (one sub-folder per class) → (image, zero map, label, token 0)."""
-
-    SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-    def __init__(self, root, size: int):
-        root = Path(root)
-        if not root.is_dir():
-            raise InputError(f"{root}: not a folder; --images wants one sub-folder per class")
-        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-        # folders named by number keep that index; synset folders take ImageNet's sorted order
-        index = {c: int(c) if c.isdigit() else k for k, c in enumerate(classes)}
-        self.files = [(f, index[c]) for c in classes for f in sorted((root / c).iterdir())
-                      if f.suffix.lower() in self.SUFFIXES]
-        if not self.files:
-            raise InputError(f"{root}: no images in class sub-folders; put images in ROOT/CLASS/")
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i):
-        path, label = self.files[i]
-        return load_resized(path, self.size), torch.zeros(1, self.size, self.size), label, 0.0
-
-
-class WithToken(torch.utils.data.Dataset):
-    """(image, map, label) items, e.g. ClickMe shards → (image, map, label, token 1)."""
-
-    def __init__(self, base):
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i):
-        return (*self.base[i], 1.0)
-
-
-class StepBatches(torch.utils.data.Sampler):
-    """Index lists for steps start…stop: epoch-wise seeded permutations, each rank its slice."""
-
-    def __init__(self, n: int, per_rank: int, start: int, stop: int, seed: int, rank: int = 0,
-                 world: int = 1):
-        self.n, self.k, self.start, self.stop = n, per_rank, start, stop
-        self.seed, self.rank, self.world = seed, rank, world
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def __iter__(self) -> Iterator[list[int]]:
-        # the data order is a function of the step alone, so a resumed run sees what it would have
-        glob, perms = self.k * self.world, {}
-        for step in range(self.start, self.stop):
-            first = step * glob + self.rank * self.k
-            out = []
-            for pos in range(first, first + self.k):
-                epoch, j = divmod(pos, self.n)
-                if epoch not in perms:
-                    g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-                    perms = {epoch: torch.randperm(self.n, generator=g).tolist(), **{
-                        e: p for e, p in perms.items() if e == epoch - 1}}
-                out.append(perms[epoch][j])
-            yield out
 
 
 # ---- pieces of the loop ----------------------------------------------------------------------
@@ -235,13 +136,9 @@ def saliency_alignment(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
     """Per-image Spearman ρ of |∂logit_y/∂x| (max over RGB) with the human map; (N,) floats."""
     was = model.training
     model.eval()
-    with torch.enable_grad():
-        x = images.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(model(x).gather(1, labels.view(-1, 1)).sum(), x)
+    sal = max_abs_saliency(input_gradients(model, images, labels))
     model.train(was)
-    sal = g.abs().amax(dim=1).flatten(1).cpu().numpy()
-    hum = maps[:, 0].flatten(1).cpu().numpy()
-    return np.array([spearmanr(s, h)[0] for s, h in zip(sal, hum, strict=True)])
+    return spearman_rows(sal.detach().cpu(), maps[:, 0].cpu())
 
 
 def evaluate(model: nn.Module, data, cfg: HarmonizeConfig, norm: Normalizer, device) -> dict:
@@ -259,9 +156,11 @@ def evaluate(model: nn.Module, data, cfg: HarmonizeConfig, norm: Normalizer, dev
             model.train(was)
         rhos.append(saliency_alignment(model, x, m, y))
     rho = np.concatenate(rhos)
-    n = len(rho)
-    return {"val_accuracy": correct / n, "val_spearman": float(np.nanmean(rho)),
-            "val_alignment": float(np.nanmean(rho)) / cfg.alignment_ceiling, "val_images": n}
+    # a constant saliency map has no ρ; it is left out (reported as null if all are)
+    mean = float(np.nanmean(rho)) if np.isfinite(rho).any() else None
+    return {"val_accuracy": correct / len(rho), "val_spearman": mean,
+            "val_alignment": None if mean is None else mean / cfg.alignment_ceiling,
+            "val_images": len(rho), "val_undefined_rho": int((~np.isfinite(rho)).sum())}
 
 
 def _save_checkpoint(path: Path, model, opt, sched, scaler, step: int, cfg) -> None:
@@ -280,11 +179,26 @@ def _batches(data, per_rank, start, stop, cfg, dist, salt) -> Iterator:
                                             num_workers=cfg.workers, persistent_workers=False))
 
 
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError):  # a line torn by a crash mid-write: not a finished step
+        return math.inf
+
+
 def _join(a, b):
     if a is None or b is None:
         return a if b is None else b
     return [torch.cat([u, v]) if isinstance(u, torch.Tensor) else u + v
             for u, v in zip(a, b, strict=True)]
+
+
+def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
+    n = getattr(model, "num_classes", None)
+    if isinstance(n, int) and n > 0:
+        return n
+    with torch.no_grad():
+        return int(model(x[:1]).shape[-1])
 
 
 def fine_tune(model: nn.Module, mean, std, maps, plain, cfg: HarmonizeConfig, out_dir,
@@ -333,7 +247,7 @@ def fine_tune(model: nn.Module, mean, std, maps, plain, cfg: HarmonizeConfig, ou
 
     rows = []
     if dist.rank == 0 and metrics_path.exists():  # drop rows a crashed run wrote past the checkpoint
-        rows = [r for r in metrics_path.read_text().splitlines() if json.loads(r)["step"] <= start]
+        rows = [r for r in metrics_path.read_text().splitlines() if _step_of(r) <= start]
     if dist.rank == 0:
         atomic_write_text(metrics_path, "".join(r + "\n" for r in rows))
     last: dict = {}
@@ -344,6 +258,9 @@ def fine_tune(model: nn.Module, mean, std, maps, plain, cfg: HarmonizeConfig, ou
             x, m, y, tok = _join(next(it_map), next(it_plain))
             x, m, y = norm(x.to(device, non_blocking=True)), m.to(device), y.to(device)
             tok = tok.to(device).float()
+            if step == start and int(y.max()) >= _num_outputs(net, x):
+                raise InputError(f"label {int(y.max())} is beyond the model's classes; use "
+                                 "ImageNet class indices or --labels category")
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 out = harmonizer_loss(net, x, y, m, tok, cfg.lambda_harmonization,
                                       cfg.lambda_weights, cfg.label_smoothing)
@@ -434,6 +351,9 @@ def main(args) -> int:
         val = WithToken(ClickMeShards(args.clickme_val, keys, size))
     if maps is None:
         raise InputError("no images with maps: give --manifest, --images-with-maps or --clickme")
+    if args.labels == "category" and (args.images or args.clickme or args.clickme_val):
+        raise InputError("--labels category trains a 2-way animal/non-animal head; ClickMe and "
+                         "--images folders carry ImageNet classes: drop them or use class_index")
     plain = PlainImages(args.images, size) if args.images else None
     cfg = HarmonizeConfig(**{f: getattr(args, f) for f in asdict(HarmonizeConfig())})
     base = zm.preprocessing

@@ -16,6 +16,7 @@ from models import harmonize as hm
 from models import harmonized_finetune as hf
 from models import zoo
 from models.__main__ import COMMANDS
+from models.harmonize_data import StepBatches
 from models.human_maps import prepare_human_maps
 from stimuli.command_line import dispatch
 
@@ -116,14 +117,14 @@ def test_warmup_then_cosine():
 
 
 def test_ranks_split_each_global_batch():
-    one = list(hm.StepBatches(50, 8, 0, 12, seed=3))
-    two = [list(hm.StepBatches(50, 4, 0, 12, seed=3, rank=r, world=2)) for r in (0, 1)]
+    one = list(StepBatches(50, 8, 0, 12, seed=3))
+    two = [list(StepBatches(50, 4, 0, 12, seed=3, rank=r, world=2)) for r in (0, 1)]
     for step in range(12):
         assert two[0][step] + two[1][step] == one[step]
     # every image once per epoch: the first 6.25 global batches cover 50 images each once
     flat = [i for b in one for i in b][:50]
     assert sorted(flat) == list(range(50))
-    assert list(hm.StepBatches(50, 8, 5, 12, seed=3)) == one[5:]  # resume mid-epoch
+    assert list(StepBatches(50, 8, 5, 12, seed=3)) == one[5:]  # resume mid-epoch
 
 
 def _write_set(root, n=6):
