@@ -110,6 +110,8 @@ class Dist:
     @classmethod
     def from_env(cls) -> Dist:
         world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and torch.cuda.is_available():  # NCCL needs each rank on its own GPU first
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         if world > 1 and not torch_dist.is_initialized():
             torch_dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))

@@ -235,3 +235,50 @@ def test_two_processes_train_like_one_with_the_whole_batch(tmp_path):
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5)
     assert any(not torch.equal(one[k], start[k]) for k in one)  # training moved the weights
+
+
+def test_cli_reads_clickme_shards(tmp_path):
+    import io as _io
+
+    from models import clickme
+
+    rng = np.random.default_rng(5)
+
+    def jpeg(a):
+        buf = _io.BytesIO()
+        Image.fromarray(a).save(buf, format="JPEG")
+        return buf.getvalue()
+
+    def shard(name, n):
+        recs = [clickme.encode_example({
+            "image": jpeg(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)),
+            "heatmap": jpeg(rng.integers(0, 256, (64, 64), dtype=np.uint8)),
+            "label": int(rng.integers(0, 1000))}) for _ in range(n)]
+        return str(clickme.write_records(tmp_path / name, recs))
+
+    out = tmp_path / "runs" / "cm"
+    assert _cli("--model", "test_resnet", "--weights", "random", "--clickme", shard("t.tfrecords", 6),
+                "--clickme-val", shard("v.tfrecords", 3), "--input-size", "32", "--steps", "2",
+                "--batch-size", "3", "--warmup-steps", "1", "--eval-every", "2", "--workers", "0",
+                "--out", str(out)) == 0
+    rows = [json.loads(r) for r in (out / hm.METRICS).read_text().splitlines()]
+    assert [r["maps_in_batch"] for r in rows] == [3, 3]  # ClickMe only: every image has a map
+    assert rows[-1]["val_images"] == 3 and rows[-1]["harmonization_loss"] > 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "no images with maps"),
+    (["--labels", "category", "--images", "PLAIN"], "--labels category"),
+    (["--manifest", "MANIFEST", "--map-fraction", "0.01"], "no image with a map per batch"),
+])
+def test_cli_refuses_bad_setups_with_one_line(tmp_path, capsys, extra, message):
+    manifest = _write_set(tmp_path)
+    extra = [str(manifest) if e == "MANIFEST" else str(tmp_path / "plain") if e == "PLAIN" else e
+             for e in extra]
+    if "--labels" in extra:
+        extra += ["--manifest", str(manifest)]
+    if "--map-fraction" in extra:
+        extra += ["--images", str(tmp_path / "plain")]
+    code = _cli("--model", "test_resnet", "--weights", "random", "--out", str(tmp_path / "o"),
+                "--steps", "1", "--batch-size", "4", "--input-size", "32", "--workers", "0", *extra)
+    assert code == 2 and message in capsys.readouterr().err
