@@ -339,7 +339,10 @@ def main(args) -> int:
         zm.module.reset_classifier(2)
     items = read_build_manifest(args.manifest) if args.manifest else \
         items_from_folders(*args.images_with_maps) if args.images_with_maps else []
-    keys = ClickMeKeys(*args.clickme_keys.split(","))
+    parts = [k.strip() for k in args.clickme_keys.split(",")]
+    if len(parts) != 3 or not all(parts):
+        raise InputError(f"--clickme-keys {args.clickme_keys!r}: give three keys IMAGE,HEATMAP,LABEL")
+    keys = ClickMeKeys(*parts)
     maps = val = None
     if items:
         g = np.random.default_rng(args.seed).permutation(len(items))
