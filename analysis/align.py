@@ -73,10 +73,11 @@ def _weighted_sum(w_img: np.ndarray, x: np.ndarray) -> np.ndarray:
 def _weighted_corr(a, b, w):
     """Weighted Pearson correlation along the last axis."""
     sw = w.sum(-1, keepdims=True)
-    ma, mb = (a * w).sum(-1, keepdims=True) / sw, (b * w).sum(-1, keepdims=True) / sw
-    cov = (w * (a - ma) * (b - mb)).sum(-1)
-    va, vb = (w * (a - ma) ** 2).sum(-1), (w * (b - mb) ** 2).sum(-1)
+    # a resample with no weighted level has no correlation: NaN, counted by the caller
     with np.errstate(invalid="ignore", divide="ignore"):
+        ma, mb = (a * w).sum(-1, keepdims=True) / sw, (b * w).sum(-1, keepdims=True) / sw
+        cov = (w * (a - ma) * (b - mb)).sum(-1)
+        va, vb = (w * (a - ma) ** 2).sum(-1), (w * (b - mb) ** 2).sum(-1)
         return cov / np.sqrt(va * vb)
 
 

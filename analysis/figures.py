@@ -99,8 +99,17 @@ def accuracy_vs_alignment_png(table: pd.DataFrame, metric: str = "neg_log_mse") 
     return _png(fig)
 
 
+# A curve of people with fewer trials than this per level (median) is only 0s and 1s; such
+# observers are counted in the panel instead of drawn (their trials stay in the pooled curve).
+MIN_TRIALS_PER_LEVEL = 5
+
+
 def observer_curves_png(curves: pd.DataFrame) -> bytes:
-    """Raw accuracy per level of every observer (Wilson bars), one panel per dataset."""
+    """Raw accuracy per level of every observer (Wilson bars), one panel per dataset.
+
+    Human and simulated observers with a median of fewer than MIN_TRIALS_PER_LEVEL trials
+    per level are not drawn; the panel says how many were left out.
+    """
     datasets = list(pd.unique(curves["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2),
                              squeeze=False)
@@ -110,8 +119,12 @@ def observer_curves_png(curves: pd.DataFrame) -> bytes:
         part = curves[curves["dataset"] == dataset]
         few_models = part.loc[part["observer_type"] == "model", "model_name"].nunique() <= 10
         labelled = set()
+        sparse = 0
         for (otype, oid, model), obs in part.groupby(
                 ["observer_type", "observer_id", "model_name"], sort=False):
+            if otype != "model" and obs["n_trials"].median() < MIN_TRIALS_PER_LEVEL:
+                sparse += 1
+                continue
             color, ls = style[otype]
             kind = {"human": "human", "simulated": "simulated human",
                     "model": "model"}[otype]
@@ -124,6 +137,10 @@ def observer_curves_png(curves: pd.DataFrame) -> bytes:
             if otype == "model" and few_models:
                 ax.annotate(observer_label(otype, oid, model),
                             (obs["level"].iloc[-1], obs["accuracy"].iloc[-1]), fontsize=6)
+        if sparse:
+            ax.text(0.02, 0.98, f"{sparse} observer(s) with < {MIN_TRIALS_PER_LEVEL} trials "
+                    "per level not drawn\n(their trials are in the pooled curves)",
+                    transform=ax.transAxes, fontsize=7, va="top", color="tab:purple")
         ax.axhline(part["guess"].iloc[0], color="grey", lw=0.6, ls=":")
         _x_axis(ax, dataset)
         ax.set_ylim(-0.02, 1.02)

@@ -260,6 +260,11 @@ def run_pipeline(cfg: StudyConfig, overwrite: bool = False) -> dict:
         raise InputError("the study has no observers: list [humans] sessions or set "
                          "[simulated_humans] n > 0")
     _prepare_out(out, overwrite)
+    config_record = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    # Marks the folder as the pipeline's from the start, so a failed run can be redone
+    # with --overwrite; the finished record replaces it.
+    atomic_write_text(out / "pipeline.json", json.dumps(
+        {"status": "running", "config": config_record}, indent=2, default=str) + "\n")
     steps = _Steps()
     t0 = time.perf_counter()
     set_dir = steps.run("stimuli", _stimuli, cfg, out)
@@ -273,9 +278,8 @@ def run_pipeline(cfg: StudyConfig, overwrite: bool = False) -> dict:
     page = steps.run("report", render_report, trial_files, out / "report", acc,
                      normalization=cfg.report.normalization, n_boot=cfg.report.n_boot,
                      seed=cfg.report.seed)
-    record = provenance(config={k: (str(v) if isinstance(v, Path) else v)
-                                for k, v in asdict(cfg).items()})
-    record.update(steps_seconds=steps.times, total_seconds=round(time.perf_counter() - t0, 1),
+    record = provenance(config=config_record)
+    record.update(status="complete", steps_seconds=steps.times, total_seconds=round(time.perf_counter() - t0, 1),
                   stimulus_set=str(set_dir), lists=[str(p) for p in list_paths],
                   trial_tables=[str(p) for p in trial_files],
                   model_accuracy=str(acc) if acc else None, report=str(page),

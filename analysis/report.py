@@ -116,7 +116,9 @@ def render_report(trials: pd.DataFrame | Iterable[str | os.PathLike], out_dir,
     atomic_write_bytes(out / "observer_curves.png", figures.observer_curves_png(curves))
     figs.append(("Per-observer decision curves", "Raw accuracy per level with Wilson 95% "
                  "intervals; humans grey, simulated humans purple, models dashed orange; the "
-                 "dotted line is chance.", "observer_curves.png"))
+                 "dotted line is chance. Observers with a median of fewer than "
+                 f"{figures.MIN_TRIALS_PER_LEVEL} trials per level are counted, not drawn.",
+                 "observer_curves.png"))
     atomic_write_bytes(out / "thresholds.png", figures.threshold_png(fits))
     figs.append(("Thresholds", "Level at which accuracy is halfway between chance and "
                  "1 − lapse, with 95% bootstrap intervals.", "thresholds.png"))
