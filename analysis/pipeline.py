@@ -62,7 +62,8 @@ class HumansSection:
 class ModelsSection:
     names: tuple[str, ...] = DEFAULT_MODELS
     rule: str = "top1"
-    batch_size: int = 32
+    batch_size: int = 0            # 0: the models package's default (8 on the CPU, 64 on a GPU)
+    precision: str = "fp32"        # or "bf16" (faster on AMX CPUs and GPUs; may flip near ties)
     device: str = "cpu"
     accuracy_images: str = ""      # labelled images (manifest with file, class_index) for top-1
     accuracy_required: bool = False
@@ -222,7 +223,8 @@ def _models(cfg: StudyConfig, set_dir: Path, out: Path) -> tuple[Path | None, Pa
     if not m.names:
         return None, None
     zoo = [create(name, device=m.device) for name in m.names]
-    rows = observe(zoo, set_dir, rule=m.rule, batch_size=m.batch_size, device=m.device)
+    rows = observe(zoo, set_dir, rule=m.rule, batch_size=m.batch_size or None,
+                   device=m.device, precision=m.precision)
     trials = write_table(out / "trials" / "models.csv", rows, TRIAL_COLUMNS)
     acc_path = None
     images = cfg.path(m.accuracy_images) if m.accuracy_images else None
@@ -235,7 +237,7 @@ def _models(cfg: StudyConfig, set_dir: Path, out: Path) -> tuple[Path | None, Pa
     if images is not None:
         lines = ["model_name,top1,harmonized,top5,animal_correct,n_images,images"]
         for zm in zoo:
-            a = accuracy(zm, images, batch_size=m.batch_size)
+            a = accuracy(zm, images, batch_size=m.batch_size or None)
             harmonized = int(zm.name.startswith("harmonized"))
             lines.append(f"{observer_name(zm.name, m.rule)},{a.top1:.6f},{harmonized},"
                          f"{a.top5:.6f},{a.animal_correct:.6f},{a.n_images},{images}")

@@ -51,7 +51,8 @@ def read_labelled_set(images: str | Path) -> tuple[list[Path], torch.Tensor]:
     return [manifest.parent / r["file"] for r in rows], labels
 
 
-def accuracy(model: ZooModel, images: str | Path, batch_size: int = 32, progress: bool = True) -> Accuracy:
+def accuracy(model: ZooModel, images: str | Path, batch_size: int | None = None,
+             progress: bool = True) -> Accuracy:
     """Top-1, top-5 and animal/non-animal accuracy of ``model`` on a labelled set."""
     paths, labels = read_labelled_set(images)
     logits = model_logits(model, paths, batch_size, prep=model.preprocessing, progress=progress)
@@ -70,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="manifest CSV (file, class_index) or a folder with manifest.csv")
     parser.add_argument("--weights", default=None, help="weights for a single --model")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per forward pass (default: 64 on a GPU, 8 on the CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 

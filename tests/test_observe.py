@@ -119,6 +119,17 @@ def test_batching_does_not_change_logits(lite0, small_set):
     torch.testing.assert_close(one, many, rtol=1e-3, atol=1e-3)
 
 
+def test_bf16_precision_is_close_to_fp32_and_must_be_named(lite0, small_set):
+    paths = [s["path"] for s in read_stimulus_set(small_set)]
+    fp32 = model_logits(lite0, paths, progress=False)
+    bf16 = model_logits(lite0, paths, progress=False, precision="bf16")
+    assert bf16.dtype == torch.float32 and not torch.equal(fp32, bf16)  # it really ran in bf16
+    assert (fp32 - bf16).abs().max() < 0.1 * fp32.abs().max()
+    assert (fp32.argmax(1) == bf16.argmax(1)).all()  # clear photographs: no near ties
+    with pytest.raises(InputError, match="precision 'fp16'"):
+        model_logits(lite0, paths, progress=False, precision="fp16")
+
+
 def test_missing_manifest_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match="no manifest.csv"):
         read_stimulus_set(tmp_path)
