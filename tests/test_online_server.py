@@ -122,6 +122,30 @@ def test_balanced_rotation_under_concurrency(app):
     assert sorted(counts) == ["L0", "L1", "L2"] and len(got) == 31
 
 
+def test_concurrent_posts_and_replays_store_each_trial_once(app):
+    async def participant(client, k):
+        r = await client.post("session", json={"params": {"PROLIFIC_PID": f"C{k}"}})
+        s = r.json()
+        head = {"authorization": "Bearer " + s["token"]}
+        # every trial posted twice at once (a page retrying before the first answer came back)
+        posts = [client.post("trials", json=trial_body(t), headers=head)
+                 for t in s["trials"] for _ in range(2)]
+        return [r.status_code for r in await asyncio.gather(*posts)], len(s["trials"])
+
+    async def crowd(url):
+        async with httpx.AsyncClient(base_url=url + "api/", timeout=30) as client:
+            return await asyncio.gather(*(participant(client, k) for k in range(12)))
+
+    with serve_in_thread(app) as url:
+        got = asyncio.run(crowd(url))
+    n_trials = sum(n for _, n in got)
+    codes = [c for statuses, _ in got for c in statuses]
+    assert codes.count(201) == n_trials and codes.count(409) == n_trials
+    rows = app.state.store.trial_rows()
+    assert len(rows) == n_trials
+    assert len({(r["observer_id"], r["block"], r["trial"], r["practice"]) for r in rows}) == n_trials
+
+
 def test_completion_code_only_when_every_trial_is_stored(client):
     s = start(client)
     first = client.post("/api/complete", headers=auth(s))
