@@ -302,11 +302,17 @@ def main() -> int:
         study = json.loads((site / "study.json").read_text())
         n_trials = len(json.loads((site / "lists" / "L0.json").read_text())["trials"])
         lists = tuple(study["lists"])
-        runs = {"burst": scenario(site, tmp / "burst.sqlite", args, n_trials, lists, False),
-                "paced": scenario(site, tmp / "paced.sqlite", args, n_trials, lists, True)}
-        if not args.no_reference:
-            runs["naive-ref burst"] = scenario(site, tmp / "naive.sqlite", args, n_trials,
-                                               lists, False, naive=True)
+        try:
+            runs = {"burst": scenario(site, tmp / "burst.sqlite", args, n_trials, lists, False),
+                    "paced": scenario(site, tmp / "paced.sqlite", args, n_trials, lists, True)}
+            if not args.no_reference:
+                runs["naive-ref burst"] = scenario(site, tmp / "naive.sqlite", args, n_trials,
+                                                   lists, False, naive=True)
+        except RuntimeError as err:   # the server did not start or died
+            print(f"error: {err}")
+            print(f"BENCH server participants={args.participants} lost=nan duplicated=nan "
+                  "p50_ms=nan p99_ms=nan target=missed")
+            return 0
     print(f"server process: uvicorn, sync={args.sync}; clients: asyncio HTTP/1.1 in this process; "
           f"{args.participants} participants × {n_trials} trials + 1 replay; {os.cpu_count()} CPUs")
     print(f"{'scenario':16} {'stored':>6} {'expect':>6} {'lost':>4} {'dupes':>5} {'409s':>4} "
