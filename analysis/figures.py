@@ -104,6 +104,12 @@ def accuracy_vs_alignment_png(table: pd.DataFrame, metric: str = "neg_log_mse") 
 MIN_TRIALS_PER_LEVEL = 5
 
 
+def too_sparse(obs: pd.DataFrame) -> bool:
+    """Is one observer's curve (rows per level) too thin to draw? Models never are."""
+    return (obs["observer_type"].iloc[0] != "model"
+            and obs["n_trials"].median() < MIN_TRIALS_PER_LEVEL)
+
+
 def observer_curves_png(curves: pd.DataFrame) -> bytes:
     """Raw accuracy per level of every observer (Wilson bars), one panel per dataset.
 
@@ -122,7 +128,7 @@ def observer_curves_png(curves: pd.DataFrame) -> bytes:
         sparse = 0
         for (otype, oid, model), obs in part.groupby(
                 ["observer_type", "observer_id", "model_name"], sort=False):
-            if otype != "model" and obs["n_trials"].median() < MIN_TRIALS_PER_LEVEL:
+            if too_sparse(obs):
                 sparse += 1
                 continue
             color, ls = style[otype]

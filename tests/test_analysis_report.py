@@ -71,3 +71,16 @@ def test_bad_model_accuracy_file_is_an_input_error(tmp_path):
     bad.write_text("model_name,top1,harmonized\nm,81.2,0\n", encoding="utf-8")
     with pytest.raises(InputError, match="fraction"):
         render_report([trials], tmp_path / "r", bad, n_boot=20)
+
+
+def test_per_observer_panel_leaves_out_only_sparse_people():
+    from analysis.figures import MIN_TRIALS_PER_LEVEL, too_sparse
+
+    def curve(kind, trials):
+        return pd.DataFrame({"observer_type": kind, "n_trials": trials})
+
+    thin = [1, 1, 2, 1, 1]          # a demo-sized participant: one trial or two per level
+    thick = [MIN_TRIALS_PER_LEVEL] * 5
+    assert too_sparse(curve("simulated", thin)) and too_sparse(curve("human", thin))
+    assert not too_sparse(curve("human", thick))
+    assert not too_sparse(curve("model", thin))  # a model's curve is always drawn
