@@ -169,7 +169,7 @@ class _Steps:
 
 
 def _stimuli(cfg: StudyConfig, out: Path) -> Path:
-    from stimuli.build import BuildConfig, build_stimulus_set
+    from stimuli.build import BuildConfig, build_stimulus_set, log_spaced_levels
 
     s = cfg.stimuli
     if s.source == "demo":
@@ -184,8 +184,7 @@ def _stimuli(cfg: StudyConfig, out: Path) -> Path:
             print(f"   using the existing stimulus set {src}")
             return src
         manifest, note = src, ""
-    levels = tuple(float(p) for p in 10 ** np.linspace(0, 2, s.levels))
-    config = BuildConfig(levels_percent=levels, full=s.full, order=s.order, budget=s.budget,
+    config = BuildConfig(levels_percent=log_spaced_levels(s.levels), full=s.full, order=s.order, budget=s.budget,
                          seed=s.seed, maps_note=note)
     return build_stimulus_set(manifest, out / "stimuli", config)
 

@@ -22,10 +22,9 @@ from analysis.power_engine import PowerPoint, simulate_power, smallest_n
 from experiment.lists import latin_square_levels
 from experiment.simulate import PsychometricObserver, simulate_observer
 from stimuli.atomic import atomic_write_bytes, atomic_write_text
+from stimuli.build import DEFAULT_LEVELS, log_spaced_levels
 from stimuli.errors import InputError
 from stimuli.provenance import provenance
-
-DEFAULT_LEVELS = tuple(float(p) for p in 10 ** np.linspace(0, 2, 11))
 
 
 @dataclass(frozen=True)
@@ -204,7 +203,7 @@ def main(args) -> int:
     except ValueError:
         raise InputError(f"--n {args.n!r}: give participant counts like 4,8,16") from None
     design = PowerDesign(
-        levels_percent=tuple(float(p) for p in 10 ** np.linspace(0, 2, args.levels)),
+        levels_percent=log_spaced_levels(args.levels),
         n_images=args.images, human_threshold=args.human_threshold,
         human_threshold_sd=args.human_threshold_sd, human_slope=args.human_slope,
         human_lapse=args.human_lapse, model_a_threshold=args.model_a_threshold,

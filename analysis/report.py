@@ -6,7 +6,6 @@ ImageNet top-1 as a fraction in [0, 1], harmonized 1/0; ``model_name`` as in the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -24,7 +23,7 @@ from analysis.load import load_trials
 from analysis.normalize import DEFAULT_METHOD, METHODS
 from stimuli.atomic import atomic_write_bytes, atomic_write_text
 from stimuli.errors import InputError
-from stimuli.provenance import provenance
+from stimuli.provenance import file_sha256, provenance
 
 ACCURACY_COLUMNS = ("model_name", "top1", "harmonized")
 
@@ -48,14 +47,6 @@ def read_model_accuracy(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(f"{path}: harmonized must be 1 or 0 for every model")
     return pd.DataFrame({"model_name": df["model_name"].astype(str), "top1": top1,
                          "harmonized": harm.astype(int)})
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_csv(out: Path, name: str, df: pd.DataFrame) -> str:
@@ -94,7 +85,7 @@ def render_report(trials: pd.DataFrame | Iterable[str | os.PathLike], out_dir,
     else:
         df = load_trials(trials)
         for src, rows in df.groupby("source_file", sort=False):
-            inputs.append({"path": src, "sha256": _sha256(Path(src)), "rows": len(rows)})
+            inputs.append({"path": src, "sha256": file_sha256(src), "rows": len(rows)})
     kept, excl = apply_exclusions(df, rules)
     curves = _labelled(accuracy_curves(kept))
     notes, figs, tables = [], [], []

@@ -17,6 +17,7 @@ from pathlib import Path
 from experiment.schema import TRIAL_COLUMNS, TRIAL_LIST_COLUMNS, read_rows
 from stimuli.atomic import atomic_write_text
 from stimuli.errors import InputError
+from stimuli.provenance import file_sha256
 from stimuli.schema import CATEGORIES
 
 # Key names psychtoolbox and PsychoPy's keyboard both report; escape is reserved for quitting.
@@ -103,7 +104,7 @@ class Session:
 
 def list_digest(path: Path) -> str:
     """SHA-256 of the list file's bytes, so a resumed session provably runs the same list."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def open_session(out_dir: Path, participant: str, list_path: Path, rows: list[dict],

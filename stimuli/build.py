@@ -35,8 +35,13 @@ from stimuli.render import (  # noqa: F401  (plan_image, render_level, load_item
 )
 from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
 
-# SPEC §1: the authors' 11 levels, 10 ** linspace(0, 2, 11) percent.
-DEFAULT_LEVELS = tuple(float(p) for p in 10 ** np.linspace(0, 2, 11))
+
+def log_spaced_levels(n: int = 11) -> tuple[float, ...]:
+    """``n`` percentages log-spaced from 1 to 100 (SPEC §1: the authors use n = 11)."""
+    return tuple(float(p) for p in 10 ** np.linspace(0, 2, n))
+
+
+DEFAULT_LEVELS = log_spaced_levels(11)
 SPECTRA = ("image", "set")
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 
 from models.keras_import.architectures import Architecture, architecture
-from models.keras_import.h5file import KerasFile, read_keras_h5, sha256_of
+from models.keras_import.h5file import KerasFile, read_keras_h5
 from models.keras_import.weight_mapping import WeightMap
 from stimuli.atomic import atomic_write_bytes, atomic_write_text
 from stimuli.errors import InputError
-from stimuli.provenance import provenance
+from stimuli.provenance import file_sha256, provenance
 
 FORMAT = "keras-import/1"
 # What every converted module expects and returns (SPEC §3: the authors' preprocessing).
@@ -68,7 +68,7 @@ def convert_keras(path: str | Path, arch_name: str) -> Conversion:
     arch.to_state(mapping, module)
     state = mapping.finish(module)
     module.load_state_dict(state, strict=True)
-    return Conversion(arch, module.eval(), state, keras.path, sha256_of(keras.path),
+    return Conversion(arch, module.eval(), state, keras.path, file_sha256(keras.path),
                       _head_activation(keras, arch))
 
 
