@@ -8,10 +8,10 @@ read back from ``win.frameIntervals``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
+from experiment.paradigm import TrialTiming
 from stimuli.errors import InputError
 
 PLAUSIBLE_HZ = (50.0, 250.0)
@@ -22,20 +22,6 @@ class QuitRequested(Exception):
     """The participant or experimenter pressed Escape."""
 
 
-@dataclass(frozen=True)
-class TrialTiming:
-    """Paradigm durations in ms (SPEC §1); converted to frames once the refresh is known."""
-
-    fixation_min_ms: float = 1100.0
-    fixation_max_ms: float = 1600.0
-    stimulus_ms: float = 400.0
-    extra_response_ms: float = 150.0
-    too_slow_ms: float = 1000.0
-    practice_feedback_ms: float = 800.0
-
-    def frames(self, ms: float, hz: float) -> int:
-        """Whole frames closest to ``ms`` at ``hz``."""
-        return int(round(ms * hz / 1000.0))
 
 
 def _pyglet_import_guard() -> None:
@@ -152,7 +138,7 @@ def run_trial(screen: LabScreen, image_path: str, category: str, practice: bool,
     keys = [mapping["animal"], mapping["non-animal"]]
     n_fix = max(1, timing.frames(fixation_ms, hz))
     n_stim = timing.frames(timing.stimulus_ms, hz)
-    n_window = timing.frames(timing.stimulus_ms + timing.extra_response_ms, hz)
+    n_window = timing.frames(timing.window_ms, hz)
     screen.image.image = image_path
     # Draw once into the back buffer and clear it, so the texture upload is not paid at onset.
     screen.image.draw()

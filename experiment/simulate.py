@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from experiment.paradigm import TrialTiming
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows, write_table
 from stimuli.atomic import atomic_write_text
 from stimuli.errors import InputError
 from stimuli.provenance import provenance, utc_now
 
-RESPONSE_WINDOW_MS = 550.0  # 400 ms image + 150 ms more (SPEC §1)
+RESPONSE_WINDOW_MS = TrialTiming().window_ms  # 400 ms image + 150 ms more (SPEC §1)
 
 
 @dataclass(frozen=True)

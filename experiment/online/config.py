@@ -6,7 +6,10 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
+from experiment.paradigm import TrialTiming
 from stimuli.errors import InputError
+
+_PARADIGM = TrialTiming()  # the page's field names differ (seconds, JSON), the values do not
 
 # ids become file names and URL parts, so they are kept to a safe alphabet
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -18,11 +21,11 @@ SAFE_KEY = re.compile(r"^[a-z0-9]$")
 class Timing:
     """Trial timing (SPEC §1): fixation range, stimulus and response window, feedback."""
 
-    fixation_min_ms: float = 1100.0
-    fixation_max_ms: float = 1600.0
-    stimulus_s: float = 0.400          # shown for round(stimulus_s * refresh) frames
-    response_extra_ms: float = 150.0   # window closes 550 ms after image onset
-    too_slow_ms: float = 1000.0        # "too slow" feedback after a timeout
+    fixation_min_ms: float = _PARADIGM.fixation_min_ms
+    fixation_max_ms: float = _PARADIGM.fixation_max_ms
+    stimulus_s: float = _PARADIGM.stimulus_ms / 1000.0  # shown for round(stimulus_s * refresh) frames
+    response_extra_ms: float = _PARADIGM.extra_response_ms  # window closes 550 ms after onset
+    too_slow_ms: float = _PARADIGM.too_slow_ms  # "too slow" feedback after a timeout
     refresh_min_hz: float = 48.0       # plausible refresh estimates; outside = browser check fails
     refresh_max_hz: float = 250.0
     min_window_px: int = 256           # device pixels, so the 256×256 stimulus is shown 1:1
