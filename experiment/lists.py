@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from experiment.schema import TRIAL_LIST_COLUMNS, read_rows, write_table
+from experiment.schema import TRIAL_LIST_COLUMNS, read_stimulus_rows, write_table
 from stimuli.atomic import atomic_write_text
 from stimuli.errors import InputError
 from stimuli.provenance import provenance
-from stimuli.schema import CATEGORIES, STIMULUS_MANIFEST_COLUMNS
+from stimuli.schema import CATEGORIES
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,7 @@ class StimulusSet:
 def read_stimulus_set(folder: str | os.PathLike) -> StimulusSet:
     """Read and check ``folder/manifest.csv``: every image at every level exactly once."""
     folder = Path(folder)
-    manifest = folder / "manifest.csv"
-    if not manifest.is_file():
-        raise InputError(f"{manifest}: no manifest.csv; pass the folder `python -m stimuli build` wrote")
-    rows = read_rows(manifest, required=STIMULUS_MANIFEST_COLUMNS)
-    if not rows:
-        raise InputError(f"{manifest}: no stimuli listed; rebuild the set")
+    manifest, rows = read_stimulus_rows(folder)
     try:
         levels = sorted({int(r["level_index"]) for r in rows})
     except ValueError as err:

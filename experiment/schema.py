@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from stimuli.errors import InputError
+from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
 
 TRIAL_LIST_COLUMNS = (
     "list_id", "block", "trial", "practice", "stimulus_id", "file", "image_id",
@@ -144,6 +145,19 @@ def write_table(path: str | os.PathLike, rows: Iterable[Mapping],
     text = format_row({c: c for c in columns}, columns)
     text += "".join(format_row(r, columns) for r in rows)
     return atomic_write_text(path, text)
+
+
+def read_stimulus_rows(folder: str | os.PathLike) -> tuple[Path, list[dict]]:
+    """(manifest path, rows as strings) of a stimulus set's manifest.csv, checked present and non-empty."""
+    folder = Path(folder)
+    manifest = folder / "manifest.csv"
+    if not manifest.is_file():
+        raise SchemaError(f"{folder}: no manifest.csv here; pass a folder made by "
+                          "'python -m stimuli build' (it writes the manifest beside the images)")
+    rows = read_rows(manifest, required=STIMULUS_MANIFEST_COLUMNS)
+    if not rows:
+        raise SchemaError(f"{manifest}: no stimuli listed; rebuild the set")
+    return manifest, rows
 
 
 def read_rows(path: str | os.PathLike, required: Iterable[str] = TRIAL_COLUMNS) -> list[dict]:

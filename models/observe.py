@@ -17,16 +17,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from experiment.schema import read_rows, write_table
+from experiment.schema import read_stimulus_rows, write_table
 from models.decision import DEFAULT_RULE, RULES, check_rule, decide, observer_name
 from models.preprocessing import Preprocessing, load_rgb, to_model_input, whole_image
 from models.zoo import ZooModel, create
 from stimuli.atomic import atomic_write_text
 from stimuli.errors import InputError
 from stimuli.provenance import provenance, utc_now
-from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
 
-MANIFEST = "manifest.csv"
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -45,13 +43,7 @@ def check_precision(precision: str) -> str:
 def read_stimulus_set(stimulus_dir: str | Path) -> list[dict]:
     """The manifest rows of a stimulus set, each with ``path`` (absolute image path) added."""
     folder = Path(stimulus_dir)
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
-        raise InputError(f"{folder}: no {MANIFEST} here; point --stimuli at a folder made by "
-                         "'python -m stimuli build' (it writes the manifest beside the images)")
-    rows = read_rows(manifest, required=STIMULUS_MANIFEST_COLUMNS)
-    if not rows:
-        raise InputError(f"{manifest}: no stimuli listed; rebuild the set")
+    manifest, rows = read_stimulus_rows(folder)
     for r in rows:
         r["path"] = folder / r["file"]
     missing = [r["file"] for r in rows if not r["path"].is_file()]
