@@ -3,7 +3,9 @@
 Each sub-command lives in its own module, imported only when it is asked for (so
 ``python -m experiment lists`` never loads PsychoPy). A command module defines
 ``add_arguments(parser)`` and ``main(args) -> int``. An ``InputError`` is printed as
-one line, without a traceback, and the process exits with status 2.
+one line, without a traceback, and the process exits with status 2. An operating-system
+error no command foresaw (a full disk, a permission lost mid-run) is printed the same way,
+naming the file, with status 1: the commands check their paths first, this is the backstop.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ def dispatch(prog: str, commands: Mapping[str, tuple[str, str]],
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
