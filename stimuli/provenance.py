@@ -8,6 +8,7 @@ import importlib.metadata as _md
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 SUITE_VERSION = "0.1.0"
@@ -53,6 +54,34 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def verify_files(expected: Iterable[tuple[str | Path, str]], source: str | Path) -> int:
+    """Check files against the sha256 recorded for them in ``source``; returns how many were read.
+
+    ``expected`` holds (path, sha256) pairs; each distinct file is hashed once. A missing
+    or changed file is refused by name: a set whose images changed after it was built
+    would otherwise be run with wrong stimuli and exit 0.
+    """
+    from stimuli.errors import InputError
+
+    seen: dict[Path, str] = {}
+    for path, sha in expected:
+        path = Path(path)
+        sha = (sha or "").strip().lower()
+        if path in seen:
+            if seen[path] != sha:
+                raise InputError(f"{source}: {path} is listed with two different sha256 values")
+            continue
+        seen[path] = sha
+        if not sha:
+            raise InputError(f"{source}: no sha256 recorded for {path}; rebuild it with this suite")
+        if not path.is_file():
+            raise InputError(f"{path}: not found (named in {source}); restore it or rebuild the set")
+        if file_sha256(path) != sha:
+            raise InputError(f"{path}: changed since {source} was written (sha256 differs); "
+                             "restore the original file or rebuild the set")
+    return len(seen)
 
 
 def utc_now() -> str:
