@@ -8,12 +8,14 @@ KERAS_VENV := .venv-keras
 
 setup: $(VENV)/.installed web-deps
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch and torchvision first, pinned, so nothing pulls a different build
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -r requirements.txt
+	# the suite itself, editable, so `python -m stimuli …` works from any folder
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 # jsPsych and the browser plugin's dependencies, from the npm registry (lockfile in the repo)
