@@ -29,6 +29,10 @@ TRIAL_COLUMNS = (
     "top1_class", "timestamp_utc",
 )
 
+# Optional columns (SPEC §4: added later, empty where not known). interrupted = 1: the web
+# page was hidden (or frozen) during the trial, so its timing is void; the analysis drops it.
+OPTIONAL_TRIAL_COLUMNS = ("interrupted",)
+
 OBSERVER_TYPES = ("human", "simulated", "model")
 RUNNERS = ("lab", "web", "simulation", "model")
 RESPONSES = ("animal", "non-animal", "none")
