@@ -301,3 +301,40 @@ def test_export_command_writes_trial_table(client, app, tmp_path):
     missing = dispatch("python -m experiment", COMMANDS,
                        ["export", "--db", str(tmp_path / "none.sqlite"), "--out", str(out)])
     assert missing == 2
+
+
+# ---- issue 12: nesting, content type, limits
+
+DEEP = b"[" * 3000 + b"]" * 3000
+
+
+def test_deeply_nested_session_body_is_400(client, app):
+    r = client.post("/api/session", content=DEEP, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "JSON" in r.json()["error"]
+    assert app.state.store.list_counts() == {}
+
+
+def test_deeply_nested_trial_body_is_400(client, app):
+    s = start(client)
+    r = client.post("/api/trials", content=DEEP, headers={
+        **auth(s), "content-type": "application/json"})
+    assert r.status_code == 400 and n_stored(app) == 0
+
+
+def test_deeply_nested_client_field_is_refused(client, app):
+    # parses (depth < the recursion limit) but must not reach json.dumps unchecked
+    body = b'{"params": {}, "client": {"x": ' + b"[" * 900 + b"]" * 900 + b"}}"
+    r = client.post("/api/session", content=body, headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422)
+    assert app.state.store.list_counts() == {}
+
+
+@pytest.mark.parametrize("ctype", ["Application/JSON", "application/json; charset=utf-8",
+                                   "APPLICATION/JSON;charset=UTF-8"])
+def test_content_type_is_case_insensitive_and_takes_parameters(client, app, ctype):
+    r = client.post("/api/session", content=b'{"params": {}}', headers={"content-type": ctype})
+    assert r.status_code == 201, r.text
+    s = r.json()
+    r = client.post("/api/trials", content=json.dumps(trial_body(s["trials"][0])),
+                    headers={**auth(s), "content-type": ctype})
+    assert r.status_code == 201 and n_stored(app) == 1

@@ -24,6 +24,7 @@ from experiment.schema import TRIAL_COLUMNS, format_row
 from stimuli.errors import InputError
 
 MAX_BODY = 16 * 1024   # a trial is ~600 bytes; anything near this is not from our page
+MAX_DEPTH = 8          # our page nests at most 3 levels; deeper bodies are refused with 400
 HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
@@ -42,8 +43,25 @@ def _error(status: int, message: str, **extra) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+def _too_deep(value, limit: int = MAX_DEPTH) -> bool:
+    """True if ``value`` nests lists/objects more than ``limit`` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            v = v.values()
+        elif not isinstance(v, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((x, depth + 1) for x in v)
+    return False
+
+
 async def _read_json(request: Request, limit: int):
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+    # media types are case-insensitive and may carry parameters (RFC 9110 §8.3.1)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
         raise HTTPError(415, "send application/json")
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
@@ -54,9 +72,15 @@ async def _read_json(request: Request, limit: int):
         if len(body) > limit:
             raise HTTPError(413, f"body larger than {limit} bytes")
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise HTTPError(400, "body is not valid JSON") from None
+    except RecursionError:   # "[[[[…" thousands deep: the parser gives up, the client is wrong
+        raise HTTPError(400, "body is not valid JSON: nested too deeply") from None
+    if _too_deep(value):
+        raise HTTPError(400, f"body is not valid JSON for this server: nested more than "
+                             f"{MAX_DEPTH} levels")
+    return value
 
 
 def _bearer(request: Request) -> str:
