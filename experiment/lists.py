@@ -4,7 +4,9 @@ List ``k`` (0-based) shows image ``i`` at level ``(i + k) % n_levels`` (SPEC §1
 ``n_levels`` lists every image appears at every level once. Images are indexed animals
 first, then non-animals, so consecutive indices cycle through the levels and each category
 is spread evenly over the levels of every list. The ``file`` column of a list is the
-stimulus path relative to the folder holding the list CSV.
+stimulus path relative to the folder holding the list CSV; ``sha256`` (a column added to
+SPEC §4's, copied from the set's manifest) lets the lab runner and the site builder check
+each stimulus file before showing it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ import numpy as np
 
 from experiment.schema import TRIAL_LIST_COLUMNS, read_stimulus_rows, write_table
 from stimuli.atomic import atomic_write_text
+from stimuli.cli_types import int_at_least
 from stimuli.errors import InputError
+from stimuli.outputs import building_folder, check_output_folder
 from stimuli.provenance import provenance
 from stimuli.schema import CATEGORIES
+
+#: The columns of a list CSV: SPEC §4's trial-list columns plus the stimulus file's sha256.
+LIST_COLUMNS = (*TRIAL_LIST_COLUMNS, "sha256")
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,8 @@ def _row(list_id, block, trial, practice, stim, list_dir: Path, set_dir: Path) -
     return {"list_id": list_id, "block": block, "trial": trial, "practice": int(practice),
             "stimulus_id": stim["stimulus_id"], "file": Path(path).as_posix(),
             "image_id": stim["image_id"], "category": stim["category"],
-            "level_index": stim["level_index"], "level_percent": stim["level_percent"]}
+            "level_index": stim["level_index"], "level_percent": stim["level_percent"],
+            "sha256": stim["sha256"]}
 
 
 def practice_rows(practice: StimulusSet, n: int, test_images: set[str], list_id: str,
@@ -168,14 +176,19 @@ def make_lists(stimuli: StimulusSet, config: ListConfig, list_dir: Path,
 
 
 def write_lists(stimuli_dir, out_dir, config: ListConfig = ListConfig(),
-                practice_dir=None) -> list[Path]:
-    """Write one CSV per list plus lists.json (provenance) into ``out_dir``; returns the CSV paths."""
+                practice_dir=None, overwrite: bool = False) -> list[Path]:
+    """Write one CSV per list plus lists.json (provenance) into ``out_dir``; returns the CSV paths.
+
+    The folder is built aside and swapped in whole on success, so an older set of lists
+    (perhaps with more lists than this one) never survives next to the new one. A
+    non-empty ``out_dir`` is refused unless ``overwrite`` (and then only one the suite made).
+    """
+    check_output_folder(out_dir, inputs=[p for p in (stimuli_dir, practice_dir) if p],
+                        overwrite=overwrite)
     out_dir = Path(out_dir).resolve()
     stimuli = read_stimulus_set(Path(stimuli_dir).resolve())
     practice = read_stimulus_set(Path(practice_dir).resolve()) if practice_dir else None
     lists = make_lists(stimuli, config, out_dir, practice)
-    paths = [write_table(out_dir / f"{list_id}.csv", rows, TRIAL_LIST_COLUMNS)
-             for list_id, rows in lists.items()]
     categories = [c for _, c in stimuli.images]
     record = provenance(**asdict(config), stimuli=str(stimuli.folder),
                         practice_stimuli=str(practice.folder) if practice else None)
@@ -185,31 +198,34 @@ def write_lists(stimuli_dir, out_dir, config: ListConfig = ListConfig(),
     record["n_levels"] = stimuli.n_levels
     record["n_images"] = len(stimuli.images)
     record["max_run_used"] = effective_run_cap(categories, config.max_run)
-    atomic_write_text(out_dir / "lists.json", json.dumps(record, indent=2) + "\n")
-    return paths
+    with building_folder(out_dir, "experiment lists") as tmp:
+        for list_id, rows in lists.items():
+            write_table(tmp / f"{list_id}.csv", rows, LIST_COLUMNS)
+        atomic_write_text(tmp / "lists.json", json.dumps(record, indent=2) + "\n")
+    return [out_dir / f"{list_id}.csv" for list_id in lists]
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--stimuli", required=True, metavar="SET_DIR", help="stimulus set folder (manifest.csv)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for list-NN.csv and lists.json")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a lists folder this suite wrote before (wholesale)")
     parser.add_argument("--seed", type=int, default=ListConfig.seed, help="shuffle seed (default 0)")
-    parser.add_argument("--blocks", type=int, default=ListConfig.blocks, help="blocks per list (default 5)")
-    parser.add_argument("--max-run", type=int, default=ListConfig.max_run,
+    parser.add_argument("--blocks", type=int_at_least(1), default=ListConfig.blocks,
+                        help="blocks per list (default 5)")
+    parser.add_argument("--max-run", type=int_at_least(1), default=ListConfig.max_run,
                         help="longest same-category run (default 3; raised only if the counts force it)")
     parser.add_argument("--practice-stimuli", metavar="SET_DIR", default=None,
                         help="stimulus set built from images NOT in the test set, for practice trials")
-    parser.add_argument("--practice", type=int, default=ListConfig.n_practice,
+    parser.add_argument("--practice", type=int_at_least(0), default=ListConfig.n_practice,
                         help="practice trials per list when --practice-stimuli is given (default 10)")
 
 
 def main(args) -> int:
-    if args.max_run < 1:
-        raise InputError(f"--max-run {args.max_run}: must be at least 1")
-    if args.practice < 0:
-        raise InputError(f"--practice {args.practice}: must be 0 or more")
     config = ListConfig(seed=args.seed, blocks=args.blocks, max_run=args.max_run,
                         n_practice=args.practice)
-    paths = write_lists(args.stimuli, args.out, config, args.practice_stimuli)
+    paths = write_lists(args.stimuli, args.out, config, args.practice_stimuli,
+                        overwrite=args.overwrite)
     note = "" if args.practice_stimuli else " (no practice trials: pass --practice-stimuli)"
     print(f"wrote {len(paths)} lists to {Path(args.out)}{note}")
     return 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -11,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from experiment.lists import ListConfig, effective_run_cap, write_lists
+from experiment.__main__ import COMMANDS
+from experiment.lists import LIST_COLUMNS, ListConfig, effective_run_cap, write_lists
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows
+from stimuli.command_line import dispatch
 from stimuli.errors import InputError
 from tests.stimulus_sets import make_stimulus_set
 
@@ -130,8 +134,92 @@ def test_cli_writes_lists_and_provenance(tmp_path):
     assert record["parameters"]["seed"] == 4 and record["parameters"]["blocks"] == 2
     assert record["n_levels"] == 4 and sorted(record["lists"]) == [f"list-0{k}" for k in range(1, 5)]
     with open(out / "list-01.csv", encoding="utf-8", newline="") as fh:
-        assert tuple(next(csv.reader(fh))) == TRIAL_LIST_COLUMNS
+        assert tuple(next(csv.reader(fh))) == (*TRIAL_LIST_COLUMNS, "sha256") == LIST_COLUMNS
     bad = subprocess.run([sys.executable, "-m", "experiment", "lists", "--stimuli",
-                          str(tmp_path / "nowhere"), "--out", str(out)],
+                          str(tmp_path / "nowhere"), "--out", str(tmp_path / "other")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "nowhere" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def _cli(*argv):
+    return subprocess.run([sys.executable, "-m", "experiment", "lists", *map(str, argv)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_every_row_carries_the_sha256_of_its_stimulus_file(tmp_path):
+    stim = make_stimulus_set(tmp_path / "set", 4, 4, 3)
+    prac = make_stimulus_set(tmp_path / "practice", 2, 2, 3, prefix="prac")
+    paths = write_lists(stim, tmp_path / "lists", ListConfig(n_practice=4), practice_dir=prac)
+    manifest = {r["stimulus_id"]: r["sha256"] for folder in (stim, prac)
+                for r in read_rows(folder / "manifest.csv", required=("stimulus_id", "sha256"))}
+    for path in paths:
+        rows = read_rows(path, required=LIST_COLUMNS)
+        assert sum(r["practice"] == "1" for r in rows) == 4
+        for r in rows:
+            digest = hashlib.sha256((path.parent / r["file"]).read_bytes()).hexdigest()
+            assert r["sha256"] == digest == manifest[r["stimulus_id"]]
+
+
+def test_rerun_into_an_older_set_of_lists_needs_overwrite_and_replaces_it_whole(tmp_path):
+    out = tmp_path / "lists"
+    assert _cli("--stimuli", make_stimulus_set(tmp_path / "big", 6, 6, 5), "--out", out).returncode == 0
+    assert sorted(p.name for p in out.glob("list-*.csv")) == [f"list-0{k}.csv" for k in range(1, 6)]
+    small = make_stimulus_set(tmp_path / "small", 6, 6, 3)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    refused = _cli("--stimuli", small, "--out", out)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "not empty" in refused.stderr and "--overwrite" in refused.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    done = _cli("--stimuli", small, "--out", out, "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".decision-curves", "list-01.csv",
+                                                     "list-02.csv", "list-03.csv", "lists.json"]
+    assert sorted(json.loads((out / "lists.json").read_text())["lists"]) == \
+        ["list-01", "list-02", "list-03"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_overwrite_replaces_only_a_folder_the_suite_made(tmp_path):
+    stim = make_stimulus_set(tmp_path / "set", 3, 3, 3)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    proc = _cli("--stimuli", stim, "--out", out, "--overwrite")
+    assert proc.returncode == 2 and "not made by this suite" in proc.stderr
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_a_failed_rerun_leaves_the_earlier_lists_as_they_were(tmp_path):
+    stim = make_stimulus_set(tmp_path / "set", 4, 4, 3)
+    out = tmp_path / "lists"
+    write_lists(stim, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(InputError, match="also test images"):
+        write_lists(stim, out, ListConfig(n_practice=4), practice_dir=stim, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lists", "set"]
+
+
+def test_lists_into_the_stimulus_set_itself_is_refused(tmp_path):
+    stim = make_stimulus_set(tmp_path / "set", 3, 3, 3)
+    proc = _cli("--stimuli", stim, "--out", stim, "--overwrite")
+    assert proc.returncode == 2 and "input" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (stim / "list-01.csv").exists()
+
+
+@pytest.mark.parametrize("case", ["file", "under-file", "unwritable"])
+def test_bad_output_paths_are_one_clear_error(tmp_path, case, monkeypatch, capsys):
+    stim = make_stimulus_set(tmp_path / "set", 3, 3, 3)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = {"file": blocker, "under-file": blocker / "lists", "unwritable": locked / "lists"}[case]
+    real_access = os.access
+    # a folder this process may not write in (chmod alone does not stop root)
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode))
+    rc = dispatch("python -m experiment", COMMANDS, ["lists", "--stimuli", str(stim), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error:") and err.count("\n") == 1, err
+    assert str(out) in err
+    assert blocker.read_text() == "a file" and list(locked.iterdir()) == []
