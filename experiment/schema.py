@@ -81,11 +81,49 @@ def validate_trial_row(row: Mapping) -> None:
             raise SchemaError(f"{flag} must be 1 or 0, got {row.get(flag)!r}")
 
 
+def torn_path(path: str | os.PathLike) -> Path:
+    """The sidecar file that keeps torn rows set aside from ``path`` (``NAME.torn``)."""
+    path = Path(path)
+    return path.with_name(path.name + ".torn")
+
+
+def unterminated_tail(path: str | os.PathLike) -> bytes:
+    """The bytes after the last newline of ``path``: a row a crash cut short (b"" if none)."""
+    data = Path(path).read_bytes()
+    return data[data.rfind(b"\n") + 1:]
+
+
+def set_aside_torn_tail(path: str | os.PathLike) -> Path | None:
+    """Move an unterminated last line of ``path`` (a row torn by a crash) to ``NAME.torn``.
+
+    Rows are written whole, each ending in a newline, so bytes after the last newline are a
+    row (or header) a crash cut short. They are appended to the sidecar file, made durable,
+    and then cut from ``path``, so nothing is lost and a resumed session writes that trial
+    once. Returns the sidecar's path, or None when the file ended cleanly.
+    """
+    path = Path(path)
+    tail = unterminated_tail(path)
+    if not tail:
+        return None
+    side = torn_path(path)
+    with open(side, "ab") as fh:
+        fh.write(tail + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    with open(path, "rb+") as fh:
+        fh.truncate(fh.seek(0, os.SEEK_END) - len(tail))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return side
+
+
 class TrialWriter:
     """Append trial rows to a CSV, each flushed and fsynced the moment it is written.
 
     A header is written when the file is new or empty. An existing file must carry the
-    same header, so rows of two schemas never mix. Use as a context manager.
+    same header, so rows of two schemas never mix. A last row a crash cut short (no
+    newline) is moved to ``NAME.torn`` on opening (``set_aside``), so the trial it held is
+    written again once, whole. Use as a context manager.
     """
 
     def __init__(self, path: str | os.PathLike, columns: Iterable[str] = TRIAL_COLUMNS,
@@ -95,28 +133,23 @@ class TrialWriter:
         self.validate = validate and self.columns == TRIAL_COLUMNS
         self.path.parent.mkdir(parents=True, exist_ok=True)
         header = format_row({c: c for c in self.columns}, self.columns)
-        exists = self.path.exists() and self.path.stat().st_size > 0
-        if exists:
+        #: Where a torn last row found on opening was moved (None if there was none).
+        self.set_aside: Path | None = None
+        if self.path.exists() and self.path.stat().st_size > 0:
             with open(self.path, encoding="utf-8", newline="") as fh:
                 first = fh.readline()
-            if first.rstrip("\r\n") != header.rstrip("\n"):
+            whole_header = first.endswith("\n")
+            if first.rstrip("\r\n") != header.rstrip("\n") and not (
+                    not whole_header and header.startswith(first)):
                 raise SchemaError(
                     f"{self.path}: existing header differs from the suite's schema; "
                     "write to a new file or move this one aside"
                 )
-            self._repair_tail()
+            self.set_aside = set_aside_torn_tail(self.path)
+        exists = self.path.exists() and self.path.stat().st_size > 0
         self._fh = open(self.path, "a", encoding="utf-8", newline="")
         if not exists:
             self._write(header)
-
-    def _repair_tail(self) -> None:
-        # A crash can leave a last line without its newline; finish it so appends stay aligned.
-        with open(self.path, "rb+") as fh:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                fh.write(b"\n")
-                fh.flush()
-                os.fsync(fh.fileno())
 
     def _write(self, text: str) -> None:
         self._fh.write(text)
@@ -164,26 +197,34 @@ def read_stimulus_rows(folder: str | os.PathLike) -> tuple[Path, list[dict]]:
     return manifest, rows
 
 
-def read_rows(path: str | os.PathLike, required: Iterable[str] = TRIAL_COLUMNS) -> list[dict]:
+def read_rows(path: str | os.PathLike, required: Iterable[str] = TRIAL_COLUMNS,
+              drop_unterminated: bool = False) -> list[dict]:
     """Read a CSV as a list of dicts of strings, checking the required columns are present.
 
-    A last line cut short by a crash (fewer cells than the header) is dropped.
+    A last line cut short by a crash (fewer cells than the header) is dropped; with
+    ``drop_unterminated`` so is a last line without its newline, which ``TrialWriter`` sets
+    aside on opening (a trial table's rows always end in one), so the two agree on what
+    is done.
     """
     path = Path(path)
     if not path.exists():
         raise SchemaError(f"{path}: file not found")
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise SchemaError(f"{path}: empty file, expected a header row") from None
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise SchemaError(
-                f"{path}: missing column(s) {', '.join(missing)}; "
-                f"expected at least: {', '.join(required)}"
-            )
-        rows = [dict(zip(header, cells, strict=True)) for cells in reader
-                if len(cells) == len(header)]
-    return rows
+    data = path.read_bytes()
+    if drop_unterminated:
+        data = data[:data.rfind(b"\n") + 1]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SchemaError(f"{path}: not UTF-8 text ({err}); expected a CSV file") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise SchemaError(f"{path}: empty file, expected a header row") from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise SchemaError(
+            f"{path}: missing column(s) {', '.join(missing)}; "
+            f"expected at least: {', '.join(required)}"
+        )
+    return [dict(zip(header, cells, strict=True)) for cells in reader if len(cells) == len(header)]

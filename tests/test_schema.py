@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from experiment.schema import (
@@ -12,6 +13,7 @@ from experiment.schema import (
     TRIAL_LIST_COLUMNS,
     SchemaError,
     TrialWriter,
+    format_row,
     read_rows,
     write_table,
 )
@@ -65,7 +67,7 @@ def test_writer_refuses_a_file_with_another_header(tmp_path):
     assert path.read_text(encoding="utf-8") == "a,b\n1,2\n"
 
 
-def test_rows_survive_sigkill_and_a_torn_last_line_is_dropped(tmp_path):
+def test_rows_survive_sigkill_and_a_torn_last_row_is_set_aside(tmp_path):
     path = tmp_path / "s.csv"
     code = (
         "import os, signal\n"
@@ -81,9 +83,49 @@ def test_rows_survive_sigkill_and_a_torn_last_line_is_dropped(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=os.getcwd())
     assert proc.returncode == -9
     assert [r["trial"] for r in read_rows(path)] == ["0", "1", "2"]
-    with TrialWriter(path) as w:  # the writer finishes the torn line before appending
+    with TrialWriter(path) as w:  # the torn row goes to the sidecar; the trial is written once
+        assert w.set_aside == tmp_path / "s.csv.torn"
         w.write(_row(3))
     assert [r["trial"] for r in read_rows(path)] == ["0", "1", "2", "3"]
+    assert (tmp_path / "s.csv.torn").read_text(encoding="utf-8") == "p,simulated,simulation,,,,9\n"
+    table = pd.read_csv(path)
+    assert table["trial"].tolist() == [0, 1, 2, 3]  # no all-empty row from the torn one
+
+
+def test_a_torn_row_with_every_cell_is_not_counted_as_done_and_is_written_once(tmp_path):
+    # A crash inside the last cell (the timestamp) leaves as many cells as the header.
+    path = tmp_path / "s.csv"
+    with TrialWriter(path) as w:
+        for i in (1, 2, 3):
+            w.write(_row(i, timestamp_utc="2026-01-01T00:00:00.000Z"))
+    whole = format_row(_row(4, timestamp_utc="2026-01-01T00:00:00.000Z"))
+    with open(path, "a", encoding="utf-8", newline="") as fh:
+        fh.write(whole[:-8])  # cut in the timestamp, no newline
+    assert [r["trial"] for r in read_rows(path, drop_unterminated=True)] == ["1", "2", "3"]
+    with TrialWriter(path) as w:
+        w.write(_row(4, timestamp_utc="2026-01-01T00:00:01.000Z"))
+    table = pd.read_csv(path)
+    assert table["trial"].tolist() == [1, 2, 3, 4]
+    assert table["timestamp_utc"].iloc[-1] == "2026-01-01T00:00:01.000Z"
+    assert (tmp_path / "s.csv.torn").read_text(encoding="utf-8") == whole[:-8] + "\n"
+
+
+def test_a_header_cut_short_is_set_aside_and_written_whole(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text(",".join(TRIAL_COLUMNS)[:30], encoding="utf-8")
+    with TrialWriter(path) as w:
+        w.write(_row(1))
+    assert [r["trial"] for r in read_rows(path)] == ["1"]
+    assert path.read_text(encoding="utf-8").splitlines()[0] == ",".join(TRIAL_COLUMNS)
+
+
+def test_a_clean_file_has_nothing_set_aside(tmp_path):
+    path = tmp_path / "s.csv"
+    with TrialWriter(path) as w:
+        w.write(_row(1))
+    with TrialWriter(path) as w:
+        assert w.set_aside is None
+    assert not (tmp_path / "s.csv.torn").exists()
 
 
 def test_write_table_is_whole_or_nothing(tmp_path):
