@@ -4,6 +4,10 @@ Accuracy follows ``guess + (1 - guess - lapse) * logistic(slope * (log10 p - log
 with ``p`` the % of important pixels revealed; the full-image condition counts as
 ``full_percent``. RTs are ex-Gaussian (normal + exponential, ms from stimulus onset); an RT
 past the 550 ms window is a timeout, scored incorrect like the lab runner does.
+
+The command names each simulated observer after the list it answered
+(``sim-001-list-03``, with ``-01``, ``-02``, … for ``--repeats``), so observers simulated
+on several lists and pooled into one table stay separate people in the analysis.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import numpy as np
 from experiment.paradigm import TrialTiming
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows, write_table
 from stimuli.atomic import atomic_write_text
+from stimuli.cli_types import int_at_least
 from stimuli.errors import InputError
+from stimuli.outputs import check_output_file
 from stimuli.provenance import provenance, utc_now
 
 RESPONSE_WINDOW_MS = TrialTiming().window_ms  # 400 ms image + 150 ms more (SPEC §1)
@@ -99,13 +105,25 @@ def simulate_observer(trial_list_rows: list[dict], observer: PsychometricObserve
     return out
 
 
+def observer_ids(prefix: str, list_id: str, repeats: int) -> list[str]:
+    """Ids of the observers simulated on one list: ``PREFIX-LIST`` (``-01``, ``-02``… with repeats).
+
+    The list id is part of the id so that tables simulated on different lists, pooled for
+    the analysis, never merge two simulated people into one observer.
+    """
+    base = f"{prefix}-{list_id}"
+    return [base] if repeats == 1 else [f"{base}-{k + 1:02d}" for k in range(repeats)]
+
+
 def add_arguments(parser) -> None:
     d = PsychometricObserver()
     parser.add_argument("--list", required=True, metavar="FILE", help="trial list CSV")
-    parser.add_argument("--out", required=True, metavar="TRIALS_CSV", help="trial table to write")
-    parser.add_argument("--observer-id", default="sim-001")
+    parser.add_argument("--out", required=True, metavar="TRIALS_CSV",
+                        help="trial table to write (its provenance goes beside it as .json)")
+    parser.add_argument("--observer-id", default="sim-001",
+                        help="observer id prefix; the list id is appended (sim-001-list-01)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=1,
+    parser.add_argument("--repeats", type=int_at_least(1), default=1,
                         help="answer the list this many times (observer ids get -01, -02, …)")
     for name, value in asdict(d).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=value,
@@ -114,19 +132,26 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     path = Path(args.list)
+    out = check_output_file(args.out, inputs=[path])
+    record_path = out.with_suffix(".json")
+    if record_path.resolve() == out.resolve():
+        raise InputError(f"{out}: the provenance is written beside the table as {record_path.name}; "
+                         "give --out another suffix (e.g. .csv)")
+    check_output_file(record_path, inputs=[path], option="--out (its provenance .json)")
     rows = read_rows(path, required=TRIAL_LIST_COLUMNS)
     if not rows:
         raise InputError(f"{path}: trial list has no trials; write it with `python -m experiment lists`")
+    list_ids = sorted({r["list_id"] for r in rows})
+    if len(list_ids) != 1:
+        raise InputError(f"{path}: rows from several lists {list_ids}; give one list per file")
+    list_id = list_ids[0] or path.stem
     observer = PsychometricObserver(**{k: getattr(args, k) for k in asdict(PsychometricObserver())})
-    if args.repeats < 1:
-        raise InputError(f"--repeats {args.repeats}: must be at least 1")
     rng = np.random.default_rng(args.seed)
     table = []
-    for k in range(args.repeats):
-        oid = args.observer_id if args.repeats == 1 else f"{args.observer_id}-{k + 1:02d}"
-        table += simulate_observer(rows, observer, rng, observer_id=oid)
-    out = write_table(args.out, table)
+    for oid in observer_ids(args.observer_id, list_id, args.repeats):
+        table += simulate_observer(rows, observer, rng, observer_id=oid, session_id=oid)
+    write_table(out, table)
     record = provenance(list=str(path), seed=args.seed, repeats=args.repeats, observer=asdict(observer))
-    atomic_write_text(out.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
     print(f"wrote {len(table)} simulated trials to {out}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -110,8 +111,62 @@ def test_cli_answers_a_written_list(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = read_rows(out, required=TRIAL_COLUMNS)
     assert len(rows) == 24
-    assert {r["observer_id"] for r in rows} == {"sim-001-01", "sim-001-02"}
+    assert {r["observer_id"] for r in rows} == {"sim-001-list-01-01", "sim-001-list-01-02"}
+    assert {r["session_id"] for r in rows} == {"sim-001-list-01-01", "sim-001-list-01-02"}
     assert {r["observer_type"] for r in rows} == {"simulated"}
     assert {r["runner"] for r in rows} == {"simulation"}
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["parameters"]["observer"]["threshold"] == 5.0 and "versions" in record
+
+
+def _simulate(*argv):
+    return subprocess.run([sys.executable, "-m", "experiment", "simulate", *map(str, argv)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_observers_simulated_on_different_lists_stay_different_people(tmp_path):
+    # 4 lists × 3 repeats pooled: 12 observers of 8 trials, not 3 observers of 32
+    stim = make_stimulus_set(tmp_path / "set", 4, 4, 3, full=True)
+    lists = write_lists(stim, tmp_path / "lists", ListConfig(blocks=2))
+    assert len(lists) == 4
+    pooled = []
+    for k, list_csv in enumerate(lists):
+        out = tmp_path / "sim" / f"trials-{k}.csv"
+        proc = _simulate("--list", list_csv, "--out", out, "--repeats", 3, "--seed", k)
+        assert proc.returncode == 0, proc.stderr
+        pooled += read_rows(out, required=TRIAL_COLUMNS)
+    per_observer = Counter(r["observer_id"] for r in pooled)
+    assert len(per_observer) == 12 and set(per_observer.values()) == {8}
+    assert {r["list_id"] for r in pooled if r["observer_id"] == "sim-001-list-03-02"} == {"list-03"}
+    assert len({r["session_id"] for r in pooled}) == 12
+
+
+def test_out_equal_to_the_list_is_refused_and_the_list_kept(tmp_path):
+    stim = make_stimulus_set(tmp_path / "set", 3, 3, 3)
+    list_csv = write_lists(stim, tmp_path / "lists")[0]
+    before = list_csv.read_bytes()
+    same = tmp_path / "lists" / ".." / "lists" / list_csv.name  # the same file, spelled otherwise
+    proc = _simulate("--list", list_csv, "--out", same)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "input" in proc.stderr
+    assert list_csv.read_bytes() == before
+    assert not list_csv.with_suffix(".json").exists()
+
+
+@pytest.mark.parametrize("case", ["folder", "under-file", "provenance-is-the-list"])
+def test_bad_output_paths_are_one_clear_error_before_work(tmp_path, case):
+    stim = make_stimulus_set(tmp_path / "set", 3, 3, 3)
+    list_csv = write_lists(stim, tmp_path / "lists")[0]
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    (tmp_path / "folder").mkdir()
+    json_list = tmp_path / "list.json"  # a list whose name the provenance would take
+    json_list.write_bytes(list_csv.read_bytes())
+    args = {"folder": (list_csv, tmp_path / "folder"),
+            "under-file": (list_csv, blocker / "trials.csv"),
+            "provenance-is-the-list": (json_list, tmp_path / "list.csv")}[case]
+    proc = _simulate("--list", args[0], "--out", args[1])
+    assert proc.returncode == 2 and proc.stderr.startswith("error:"), proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert blocker.read_text() == "a file" and list((tmp_path / "folder").iterdir()) == []
+    assert json_list.read_bytes() == list_csv.read_bytes()
+    assert not (tmp_path / "list.csv").exists()
