@@ -78,6 +78,11 @@ def apply_exclusions(df: pd.DataFrame, rules: ExclusionRules | None = None
         if col not in df:
             raise InputError(f"trial table lacks column {col!r}; load it with "
                              "analysis.load.load_trials")
+    # web trials whose tab was hidden mid-trial (optional column): void, dropped before all else
+    interrupted = pd.to_numeric(df["interrupted"], errors="coerce").fillna(0).astype(bool) \
+        if "interrupted" in df else pd.Series(False, index=df.index)
+    n_interrupted = int(interrupted.sum())
+    df = df[~interrupted]
     key = ["dataset", "observer_type", "observer_id"]
     person = df["observer_type"] != "model"
     timeout = df["timeout"].fillna(0).astype(bool)
@@ -128,6 +133,7 @@ def apply_exclusions(df: pd.DataFrame, rules: ExclusionRules | None = None
         "too_fast": int((fast & ~practice).sum()),
         "timeout": int((drop_timeout & ~practice & ~fast).sum()),
         "excluded_observers": int((out_obs & ~practice & ~fast & ~drop_timeout).sum()),
+        "interrupted": n_interrupted,
     }
     kept = df[keep].copy()
     if kept.empty:

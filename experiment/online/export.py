@@ -4,31 +4,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiment.online.store import StudyStore
+from experiment.online.store import REJECTED_COLUMNS, WEB_TRIAL_COLUMNS, StudyStore
 from experiment.schema import write_table
 from stimuli.errors import InputError
 
 
-def export_trials(db: str | Path, out: str | Path) -> int:
-    """Write every stored trial to ``out`` atomically; returns the number of rows."""
+def export_trials(db: str | Path, out: str | Path, rejected: bool = False) -> int:
+    """Write every stored trial (``rejected``: every trial the server refused) to ``out``
+    atomically; returns the number of rows."""
     db = Path(db)
     if not db.is_file():
         raise InputError(f"{db}: no such study database")
     store = StudyStore(db)
     try:
-        rows = store.trial_rows()
+        rows = store.rejected_rows() if rejected else store.trial_rows()
     finally:
         store.close()
-    write_table(out, rows)
+    write_table(out, rows, REJECTED_COLUMNS if rejected else WEB_TRIAL_COLUMNS)
     return len(rows)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--db", required=True, help="the study's SQLite file")
     parser.add_argument("--out", required=True, help="trial-table CSV to write")
+    parser.add_argument("--rejected", action="store_true",
+                        help="write the trials the server refused instead (one row each, "
+                             "with the reason and the body the page sent)")
 
 
 def main(args) -> int:
-    n = export_trials(args.db, args.out)
-    print(f"wrote {n} trials to {args.out}")
+    n = export_trials(args.db, args.out, rejected=args.rejected)
+    print(f"wrote {n} {'refused ' if args.rejected else ''}trials to {args.out}")
     return 0

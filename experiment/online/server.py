@@ -18,9 +18,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from experiment.online.config import StudyConfig
-from experiment.online.store import AlreadyStarted, StudyStore
-from experiment.online.validation import Invalid, platform_identity, trial_row
-from experiment.schema import TRIAL_COLUMNS, format_row
+from experiment.online.store import REJECTED_COLUMNS, WEB_TRIAL_COLUMNS, AlreadyStarted, StudyStore
+from experiment.online.validation import NONCE, Invalid, platform_identity, trial_row
+from experiment.schema import format_row
 from stimuli.errors import InputError
 
 MAX_BODY = 16 * 1024   # a trial is ~600 bytes; anything near this is not from our page
@@ -128,14 +128,14 @@ class StudyApp:
     def _resume(self, token: str) -> dict:
         return self._payload(token, self._session(token))
 
-    def _assign(self, observer, external, source, label, study, client) -> dict:
+    def _assign(self, observer, external, source, label, study, client, nonce):
         try:
-            token, session = self.store.assign(self.config.lists, observer, external, source,
-                                               label, study, client)
+            token, session, new = self.store.assign(self.config.lists, observer, external,
+                                                    source, label, study, client, nonce)
         except AlreadyStarted:
             raise HTTPError(409, "this participant id already started in another browser; "
                                  "continue there or contact the researchers") from None
-        return self._payload(token, session)
+        return self._payload(token, session), new
 
     async def start_session(self, request: Request) -> Response:
         body = await _read_json(request, self.max_body)
@@ -146,6 +146,9 @@ class StudyApp:
             if not isinstance(token, str) or not 0 < len(token) <= 128:
                 raise HTTPError(422, "token must be a string")
             return JSONResponse(await self._in_db(self._resume, token), status_code=200)
+        nonce = body.get("nonce")
+        if nonce is not None and (not isinstance(nonce, str) or not NONCE.match(nonce)):
+            raise HTTPError(422, "nonce must be 16-128 letters, digits, '_' or '-'")
         client = body.get("client", {})
         if not isinstance(client, dict) or len(json.dumps(client)) > 2000:
             raise HTTPError(422, "client must be a small JSON object")
@@ -159,9 +162,10 @@ class StudyApp:
         else:
             source, observer, label, study = ("anonymous", "anon-" + secrets.token_hex(6),
                                               secrets.token_hex(8), "")
-        payload = await self._in_db(self._assign, observer, identity is not None, source,
-                                          label, study, client)
-        return JSONResponse(payload, status_code=201)
+        # a retry carrying the nonce of a start whose reply was lost gets that session (200)
+        payload, new = await self._in_db(self._assign, observer, identity is not None, source,
+                                         label, study, client, nonce)
+        return JSONResponse(payload, status_code=201 if new else 200)
 
     def _store_trial(self, token: str, body) -> int:
         session = self._session(token)
@@ -169,6 +173,8 @@ class StudyApp:
             seq, row, timing = trial_row(body, self.lists[session.list_id],
                                          self.config.timing, self.config.keys)
         except Invalid as err:
+            # kept aside (flagged, never in the trial table) so the researchers can see it
+            self.store.add_rejected(session, 422, str(err), body)
             raise HTTPError(422, str(err)) from None
         row.update(observer_id=session.observer_id, observer_type="human", runner="web",
                    session_id=session.session_label, list_id=session.list_id)
@@ -205,9 +211,19 @@ class StudyApp:
         # a long read on its own thread (WAL: readers never wait for the writer), so an
         # export during a study does not hold up the participants' trials on the database thread
         rows = await run_in_threadpool(self.store.trial_rows)
-        text = format_row({c: c for c in TRIAL_COLUMNS}) + "".join(map(format_row, rows))
+        text = format_row({c: c for c in WEB_TRIAL_COLUMNS}, WEB_TRIAL_COLUMNS) + "".join(
+            format_row(r, WEB_TRIAL_COLUMNS) for r in rows)
         return Response(text, media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": "attachment; filename=trials.csv"})
+
+    async def export_rejected(self, request: Request) -> Response:
+        """The trials the server refused (422), one row each with the body the page sent."""
+        self._admin(request)
+        rows = await run_in_threadpool(self.store.rejected_rows)
+        text = format_row({c: c for c in REJECTED_COLUMNS}, REJECTED_COLUMNS) + "".join(
+            format_row(r, REJECTED_COLUMNS) for r in rows)
+        return Response(text, media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": "attachment; filename=rejected.csv"})
 
     async def status(self, request: Request) -> Response:
         self._admin(request)
@@ -277,6 +293,7 @@ def create_app(site: str | Path, db: str | Path, admin_token: str,
         Route("/api/complete", _wrap(study.complete), methods=["POST"]),
         Route("/api/admin/export", _wrap(study.export), methods=["GET"]),
         Route("/api/admin/status", _wrap(study.status), methods=["GET"]),
+        Route("/api/admin/rejected", _wrap(study.export_rejected), methods=["GET"]),
         Mount("/", StaticFiles(directory=public, html=True)),
     ])
     app.add_middleware(SecurityHeaders)

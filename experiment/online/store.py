@@ -10,11 +10,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiment.schema import TRIAL_COLUMNS
+from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS
 from stimuli.errors import InputError
 from stimuli.provenance import utc_now
 
-_TRIAL_DDL = ", ".join(f"{c} TEXT" for c in TRIAL_COLUMNS)
+# what the web runner stores and exports: the trial table plus its optional interrupted flag
+WEB_TRIAL_COLUMNS = TRIAL_COLUMNS + OPTIONAL_TRIAL_COLUMNS
+_TRIAL_DDL = ", ".join(f"{c} TEXT" for c in WEB_TRIAL_COLUMNS)
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -28,7 +30,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     list_id TEXT NOT NULL,
     created_utc TEXT NOT NULL,
     completed_utc TEXT,
-    client TEXT NOT NULL
+    client TEXT NOT NULL,
+    nonce_hash TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_session_per_external_id
     ON sessions (source, observer_id) WHERE external = 1;
@@ -41,11 +44,26 @@ CREATE TABLE IF NOT EXISTS trials (
     received_utc TEXT NOT NULL,
     PRIMARY KEY (session, seq)
 );
+CREATE TABLE IF NOT EXISTS rejected_trials (
+    id INTEGER PRIMARY KEY,
+    session INTEGER NOT NULL REFERENCES sessions (id),
+    status INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    body TEXT NOT NULL,
+    received_utc TEXT NOT NULL
+);
 """
+# columns added after the first release, with their DDL: an older database gains them at open
+_ADDED_COLUMNS = {("sessions", "nonce_hash"): "TEXT", ("trials", "interrupted"): "TEXT"}
+# a page that keeps sending bad trials cannot fill the disk: this many kept per session
+MAX_REJECTED_PER_SESSION = 1000
+REJECTED_COLUMNS = ("observer_id", "session_id", "list_id", "seq", "status", "error",
+                    "received_utc", "body")
 
 
 class AlreadyStarted(Exception):
-    """An external participant id (Prolific/MTurk) already has a session and gave no token."""
+    """An external participant id (Prolific/MTurk) already has a session, and the request
+    carried neither its token nor the nonce of the browser that started it."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,12 @@ class StudyStore:
         self._write_lock = threading.Lock()
         conn = self._conn()
         conn.executescript(SCHEMA)
+        for (table, column), ddl in _ADDED_COLUMNS.items():
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS sessions_by_nonce ON sessions "
+                     "(nonce_hash) WHERE nonce_hash IS NOT NULL")
         if study_id is not None:
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute("SELECT value FROM meta WHERE key='study_id'").fetchone()
@@ -107,20 +131,39 @@ class StudyStore:
         return self._conn().execute("PRAGMA journal_mode").fetchone()[0]
 
     def assign(self, list_ids: tuple[str, ...], observer_id: str, external: bool, source: str,
-               session_label: str, study_label: str, client: dict) -> tuple[str, Session]:
-        """New session on the least-used list (ties: first in list order); returns (token, session)."""
+               session_label: str, study_label: str, client: dict,
+               nonce: str | None = None) -> tuple[str, Session, bool]:
+        """New session on the least-used list (ties: first in list order) -> (token, session, new).
+
+        ``nonce`` is a secret the page keeps before its first request. A retried start whose
+        reply was lost carries the same nonce: it gets the session that request made (new is
+        False) under a fresh token, as the first token never reached the page. Another
+        browser (no nonce, or another one) with the same platform id gets AlreadyStarted.
+        """
         token = secrets.token_urlsafe(32)
         with self._write_lock:
             return self._assign(token, list_ids, observer_id, external, source, session_label,
-                                study_label, client)
+                                study_label, client, nonce)
 
     def _assign(self, token, list_ids, observer_id, external, source, session_label,
-                study_label, client) -> tuple[str, Session]:
+                study_label, client, nonce) -> tuple[str, Session, bool]:
         conn = self._conn()
+        nonce_hash = None if nonce is None else hash_token("nonce:" + nonce)
         # BEGIN IMMEDIATE takes the write lock before counting, so two concurrent
         # arrivals can never both see the same counts and pick the same list
         conn.execute("BEGIN IMMEDIATE")
         try:
+            mine = None if nonce_hash is None else conn.execute(
+                "SELECT id, observer_id, source, session_label, list_id, completed_utc, external "
+                "FROM sessions WHERE nonce_hash=?", (nonce_hash,)).fetchone()
+            if mine is not None:
+                if (mine[6], mine[2]) != (int(external), source) or (
+                        external and mine[1] != observer_id):
+                    raise AlreadyStarted(observer_id)  # a nonce reused for someone else
+                conn.execute("UPDATE sessions SET token_hash=? WHERE id=?",
+                             (hash_token(token), mine[0]))
+                conn.execute("COMMIT")
+                return token, Session(*mine[:6]), False
             if external and conn.execute(
                     "SELECT 1 FROM sessions WHERE source=? AND observer_id=? AND external=1",
                     (source, observer_id)).fetchone():
@@ -130,14 +173,16 @@ class StudyStore:
             list_id = min(list_ids, key=lambda lid: (counts.get(lid, 0), list_ids.index(lid)))
             cur = conn.execute(
                 "INSERT INTO sessions (token_hash, observer_id, external, source, session_label,"
-                " study_label, list_id, created_utc, client) VALUES (?,?,?,?,?,?,?,?,?)",
+                " study_label, list_id, created_utc, client, nonce_hash)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (hash_token(token), observer_id, int(external), source, session_label,
-                 study_label, list_id, utc_now(), json.dumps(client)))
+                 study_label, list_id, utc_now(), json.dumps(client), nonce_hash))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return token, Session(cur.lastrowid, observer_id, source, session_label, list_id, None)
+        return (token, Session(cur.lastrowid, observer_id, source, session_label, list_id, None),
+                True)
 
     def session_for(self, token: str) -> Session | None:
         """The session a token was issued for, or None."""
@@ -148,9 +193,9 @@ class StudyStore:
 
     def add_trial(self, session: Session, seq: int, row: dict, client_timing: dict) -> bool:
         """Store one trial; False (and nothing written) when this session already has it."""
-        cols = ("session", "seq", *TRIAL_COLUMNS, "client_timing", "received_utc")
+        cols = ("session", "seq", *WEB_TRIAL_COLUMNS, "client_timing", "received_utc")
         values = (session.id, seq, *(None if row.get(c) is None else str(row[c])
-                                     for c in TRIAL_COLUMNS),
+                                     for c in WEB_TRIAL_COLUMNS),
                   json.dumps(client_timing), utc_now())
         try:
             with self._write_lock:
@@ -160,6 +205,39 @@ class StudyStore:
         except sqlite3.IntegrityError:
             return False
         return True
+
+    def add_rejected(self, session: Session, status: int, error: str, body: object) -> bool:
+        """Keep a trial the server refused, for the researchers; False once the session has
+        MAX_REJECTED_PER_SESSION of them (then nothing is written)."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n = conn.execute("SELECT COUNT(*) FROM rejected_trials WHERE session=?",
+                                 (session.id,)).fetchone()[0]
+                if n < MAX_REJECTED_PER_SESSION:
+                    conn.execute("INSERT INTO rejected_trials (session, status, error, body, "
+                                 "received_utc) VALUES (?,?,?,?,?)",
+                                 (session.id, status, error, json.dumps(body), utc_now()))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return n < MAX_REJECTED_PER_SESSION
+
+    def rejected_rows(self) -> list[dict]:
+        """Every refused trial (REJECTED_COLUMNS; body is the JSON the page sent), oldest first."""
+        cur = self._conn().execute(
+            "SELECT s.observer_id, s.session_label, s.list_id, r.status, r.error, "
+            "r.received_utc, r.body FROM rejected_trials r JOIN sessions s ON s.id = r.session "
+            "ORDER BY r.id")
+        rows = []
+        for observer, label, list_id, status, error, received, body in cur:
+            seq = json.loads(body).get("seq") if body.startswith("{") else None
+            rows.append({"observer_id": observer, "session_id": label, "list_id": list_id,
+                         "seq": seq if type(seq) is int else "", "status": status,
+                         "error": error, "received_utc": received, "body": body})
+        return rows
 
     def done_seqs(self, session: Session) -> list[int]:
         return [r[0] for r in self._conn().execute(
@@ -178,11 +256,16 @@ class StudyStore:
         return self._conn().execute("SELECT COUNT(*) FROM trials").fetchone()[0]
 
     def trial_rows(self) -> list[dict]:
-        """Every stored trial in TRIAL_COLUMNS form, by session then list order."""
+        """Every stored trial in WEB_TRIAL_COLUMNS form, by session then list order."""
         cur = self._conn().execute(
-            f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials ORDER BY session, seq")
-        return [{c: ("" if v is None else v) for c, v in zip(TRIAL_COLUMNS, r, strict=True)}
+            f"SELECT {', '.join(WEB_TRIAL_COLUMNS)} FROM trials ORDER BY session, seq")
+        return [{c: ("" if v is None else v) for c, v in zip(WEB_TRIAL_COLUMNS, r, strict=True)}
                 for r in cur]
+
+    def started_utc(self, session: Session) -> str:
+        """When the session was assigned (ISO-8601 UTC, as stored)."""
+        return self._conn().execute("SELECT created_utc FROM sessions WHERE id=?",
+                                    (session.id,)).fetchone()[0]
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -12,8 +12,12 @@ EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TRIAL_FIELDS = {
     "seq", "block", "trial", "practice", "stimulus_id", "response", "rt_ms", "timeout",
     "fixation_ms", "frames_intended", "frames_shown", "refresh_hz", "dropped_frames",
-    "timestamp_utc", "key", "timing",
+    "timestamp_utc", "key", "timing", "interrupted",
 }
+OPTIONAL_FIELDS = {"key", "timing", "interrupted"}
+NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+# an interrupted trial (the page was hidden or frozen) has no bound on its durations
+LONG = 10**9
 # URL parameters from the recruiting platforms, and what each becomes
 PLATFORM_PARAMS = {
     "prolific": ("PROLIFIC_PID", "SESSION_ID", "STUDY_ID"),
@@ -66,7 +70,7 @@ def trial_row(body: object, trials: list[dict], timing: Timing, keys: dict) -> t
     if not isinstance(body, dict):
         raise Invalid("a trial must be a JSON object")
     unknown = set(body) - TRIAL_FIELDS
-    missing = TRIAL_FIELDS - {"key", "timing"} - set(body)
+    missing = TRIAL_FIELDS - OPTIONAL_FIELDS - set(body)
     if unknown or missing:
         raise Invalid(f"unknown fields {sorted(unknown)}, missing fields {sorted(missing)}")
     seq = _int(body, "seq", 0, len(trials) - 1)
@@ -87,14 +91,23 @@ def trial_row(body: object, trials: list[dict], timing: Timing, keys: dict) -> t
     key = body.get("key")
     if response != "none" and key != keys[response]:
         raise Invalid(f"key {key!r} does not map to response {response!r}")
+    interrupted = _int(body, "interrupted", 0, 1) if "interrupted" in body else 0
     refresh = _num(body, "refresh_hz", timing.refresh_min_hz, timing.refresh_max_hz)
     intended = _int(body, "frames_intended", 1, 10**4)
     if intended != round(timing.stimulus_s * refresh):
         raise Invalid(f"frames_intended {intended} != round({timing.stimulus_s} × {refresh})")
-    shown = _int(body, "frames_shown", 0, 10 * intended)
-    dropped = _int(body, "dropped_frames", 0, 10**6)
-    # a stalled tab can stretch fixation; anything shorter than the minimum less a frame is wrong
-    fixation = _num(body, "fixation_ms", timing.fixation_min_ms - 1000.0 / refresh, 60_000.0)
+    if interrupted:
+        # hidden mid-trial: what was measured is kept (the analysis drops the trial), but
+        # durations are unbounded and phases never reached are null
+        shown = None if body["frames_shown"] is None else _int(body, "frames_shown", 0, LONG)
+        dropped = _int(body, "dropped_frames", 0, LONG)
+        fixation = _num(body, "fixation_ms", 0.0, LONG, allow_none=True)
+    else:
+        shown = _int(body, "frames_shown", 0, 10 * intended)
+        dropped = _int(body, "dropped_frames", 0, 10**6)
+        # a stalled tab can stretch fixation; shorter than the minimum less a frame is wrong
+        fixation = _num(body, "fixation_ms", timing.fixation_min_ms - 1000.0 / refresh,
+                        60_000.0)
     stamp = body["timestamp_utc"]
     if not isinstance(stamp, str) or not ISO_UTC.match(stamp):
         raise Invalid(f"timestamp_utc must be ISO-8601 UTC like 2024-01-02T03:04:05.678Z, got {stamp!r}")
@@ -111,5 +124,6 @@ def trial_row(body: object, trials: list[dict], timing: Timing, keys: dict) -> t
         "correct": int(response == expected["category"]), "rt_ms": rt, "timeout": timeout,
         "fixation_ms": fixation, "frames_intended": intended, "frames_shown": shown,
         "refresh_hz": refresh, "dropped_frames": dropped, "timestamp_utc": stamp,
+        "interrupted": interrupted,
     }
     return seq, row, log
