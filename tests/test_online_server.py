@@ -17,7 +17,7 @@ from experiment.online.config import StudyConfig
 from experiment.online.local_server import serve_in_thread
 from experiment.online.sample_study import make_lists, make_stimulus_set
 from experiment.online.server import create_app
-from experiment.schema import TRIAL_COLUMNS, read_rows
+from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS, read_rows
 from stimuli.command_line import dispatch
 from stimuli.errors import InputError
 
@@ -255,7 +255,7 @@ def test_admin_endpoints_need_the_admin_token(client):
     r = client.get("/api/admin/export", headers={"authorization": "Bearer " + ADMIN})
     assert r.status_code == 200
     lines = r.text.splitlines()
-    assert lines[0] == ",".join(TRIAL_COLUMNS) and len(lines) == 2
+    assert lines[0] == ",".join(TRIAL_COLUMNS + OPTIONAL_TRIAL_COLUMNS) and len(lines) == 2
     status = client.get("/api/admin/status", headers={"authorization": "Bearer " + ADMIN})
     assert status.json()["trials"] == 1
 
