@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ from starlette.testclient import TestClient
 
 from experiment.__main__ import COMMANDS
 from experiment.online.build import build_site
-from experiment.online.config import StudyConfig
+from experiment.online.config import ServerLimits, StudyConfig
 from experiment.online.local_server import serve_in_thread
 from experiment.online.sample_study import make_lists, make_stimulus_set
 from experiment.online.server import create_app
@@ -68,6 +69,18 @@ def n_stored(app) -> int:
     return app.state.store.n_trials()
 
 
+def backdate(app, session: dict, seconds: float) -> None:
+    """Move a session's start ``seconds`` into the past, as if its participant had been busy."""
+    store = app.state.store
+    (sid,) = store._conn().execute("SELECT id FROM sessions WHERE session_label=?",
+                                   (session["session_id"],)).fetchone()
+    started = datetime.fromisoformat(store._conn().execute(
+        "SELECT created_utc FROM sessions WHERE id=?", (sid,)).fetchone()[0])
+    earlier = (started - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+    store._conn().execute("UPDATE sessions SET created_utc=? WHERE id=?",
+                          (earlier.replace("+00:00", "Z"), sid))
+
+
 def test_database_is_in_wal_mode(app):
     assert app.state.store.journal_mode() == "wal"
 
@@ -106,7 +119,11 @@ def test_mturk_preview_gets_no_list(client, app):
     assert app.state.store.list_counts() == {}
 
 
-def test_balanced_rotation_under_concurrency(app):
+def test_balanced_rotation_under_concurrency(site, tmp_path):
+    # 31 arrivals from one address: the start limit is lifted, as for a lab behind one NAT
+    app = create_app(site, tmp_path / "study.sqlite", ADMIN,
+                     limits=ServerLimits(sessions_per_client=0))
+
     async def arrive(client):
         r = await client.post("session", json={"params": {}})
         return r.json()["list_id"]
@@ -146,13 +163,14 @@ def test_concurrent_posts_and_replays_store_each_trial_once(app):
     assert len({(r["observer_id"], r["block"], r["trial"], r["practice"]) for r in rows}) == n_trials
 
 
-def test_completion_code_only_when_every_trial_is_stored(client):
+def test_completion_code_only_when_every_trial_is_stored(client, app):
     s = start(client)
     first = client.post("/api/complete", headers=auth(s))
     assert first.status_code == 409 and first.json()["missing"] == [t["seq"] for t in s["trials"]]
     for t in s["trials"]:
         body = trial_body(t, response="none", key=None, rt_ms=None, timeout=1)
         assert client.post("/api/trials", json=body, headers=auth(s)).status_code == 201
+    backdate(app, s, 60)   # the list's trials take at least 5 × 1.5 s
     done = client.post("/api/complete", headers=auth(s))
     assert done.status_code == 200 and done.json()["completion_code"] == "CODE-9"
 
@@ -338,3 +356,117 @@ def test_content_type_is_case_insensitive_and_takes_parameters(client, app, ctyp
     r = client.post("/api/trials", content=json.dumps(trial_body(s["trials"][0])),
                     headers={**auth(s), "content-type": ctype})
     assert r.status_code == 201 and n_stored(app) == 1
+
+
+def limited_client(site, tmp_path, **limits):
+    app = create_app(site, tmp_path / "limited.sqlite", ADMIN, limits=ServerLimits(**limits))
+    return app, TestClient(app)
+
+
+def test_session_starts_are_limited_per_client_and_logged(site, tmp_path, caplog):
+    app, client = limited_client(site, tmp_path, sessions_per_client=3, session_window_s=600)
+    with client:
+        codes = [client.post("/api/session", json={"params": {}}).status_code for _ in range(5)]
+        assert codes == [201, 201, 201, 429, 429]
+        r = client.post("/api/session", json={"params": {}})
+        assert 590 <= int(r.headers["retry-after"]) <= 601
+        # without --trust-proxy a client cannot escape the limit by sending X-Forwarded-For
+        spoofed = client.post("/api/session", json={"params": {}},
+                              headers={"x-forwarded-for": "203.0.113.9"})
+        assert spoofed.status_code == 429
+    assert sum(app.state.store.list_counts().values()) == 3
+    assert "refused a session start from testclient" in caplog.text
+
+
+def test_resuming_is_not_limited(site, tmp_path):
+    _, client = limited_client(site, tmp_path, sessions_per_client=1)
+    with client:
+        s = start(client)
+        for _ in range(3):
+            assert client.post("/api/session", json={"token": s["token"]}).status_code == 200
+        assert client.post("/api/session", json={"params": {}}).status_code == 429
+
+
+def test_start_limit_counts_forwarded_address_only_behind_a_trusted_proxy(site, tmp_path):
+    _, client = limited_client(site, tmp_path, sessions_per_client=1, trust_proxy=True)
+    with client:
+        def go(chain):
+            return client.post("/api/session", json={"params": {}},
+                               headers={"x-forwarded-for": chain}).status_code
+        # the proxy appends the real address last; what the client wrote before it is ignored
+        assert go("10.0.0.1, 198.51.100.1") == 201
+        assert go("10.0.0.2, 198.51.100.1") == 429
+        assert go("198.51.100.2") == 201
+
+
+def test_start_limit_window_slides():
+    from experiment.online.server import StartLimit
+    limit = StartLimit(2, window_s=10.0)
+    assert [limit.retry_after("a", t) for t in (0.0, 1.0)] == [0.0, 0.0]
+    assert limit.retry_after("a", 5.0) == 5.0
+    assert limit.retry_after("b", 5.0) == 0.0
+    assert limit.retry_after("a", 10.0) == 0.0   # the start at 0 s has left the window
+    assert StartLimit(0, 10.0).retry_after("a", 0.0) == 0.0
+
+
+def _finish_all_trials(client, s):
+    for t in s["trials"]:
+        assert client.post("/api/trials", json=trial_body(t), headers=auth(s)).status_code == 201
+
+
+def test_completion_faster_than_the_list_can_run_is_refused(client, app, caplog):
+    s = start(client)
+    _finish_all_trials(client, s)
+    n = len(s["trials"])
+    least = 0.9 * n * (1100 + 400) / 1000   # default factor × trials × (fixation + image)
+    r = client.post("/api/complete", headers=auth(s))
+    assert r.status_code == 403 and r.json()["too_fast"] is True
+    assert "completion_code" not in r.json()
+    assert f"the list takes at least {least:.1f} s" in caplog.text
+    backdate(app, s, least - 1.0)
+    assert client.post("/api/complete", headers=auth(s)).status_code == 403
+    backdate(app, s, 1.5)
+    done = client.post("/api/complete", headers=auth(s))
+    assert done.status_code == 200 and done.json()["completion_code"] == "CODE-9"
+
+
+def test_min_duration_factor_is_configurable(site, tmp_path):
+    _, client = limited_client(site, tmp_path, min_duration_factor=0)
+    with client:
+        s = start(client)
+        _finish_all_trials(client, s)
+        assert client.post("/api/complete", headers=auth(s)).status_code == 200
+
+
+def test_serve_on_a_busy_port_fails_before_making_the_database(site, tmp_path, capsys):
+    db = tmp_path / "study.sqlite"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc = dispatch("python -m experiment", COMMANDS, [
+            "serve", str(site), "--db", str(db), "--port", str(port), "--admin-token", ADMIN])
+    out, err = capsys.readouterr()
+    assert rc == 2 and not db.exists()
+    assert "serving" not in out
+    assert err.count("error:") == 1 and f"--port {port}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file"])
+def test_serve_db_path_is_checked_first(site, tmp_path, capsys, where):
+    (tmp_path / "a-file").write_text("x")
+    db = tmp_path if where == "folder" else tmp_path / "a-file" / "study.sqlite"
+    rc = dispatch("python -m experiment", COMMANDS, [
+        "serve", str(site), "--db", str(db), "--admin-token", ADMIN])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error:") and "--db" in err
+
+
+@pytest.mark.parametrize("option", [["--port", "0"], ["--port", "70000"],
+                                    ["--sessions-per-client", "-1"],
+                                    ["--min-duration-factor", "2"]])
+def test_serve_refuses_absurd_options(site, tmp_path, option):
+    with pytest.raises(SystemExit) as exit_:
+        dispatch("python -m experiment", COMMANDS, [
+            "serve", str(site), "--db", str(tmp_path / "s.sqlite"), *option])
+    assert exit_.value.code == 2 and not (tmp_path / "s.sqlite").exists()

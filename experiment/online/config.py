@@ -68,6 +68,31 @@ class StudyConfig:
                              "with python -m experiment build-online") from None
 
 
+@dataclass(frozen=True)
+class ServerLimits:
+    """Limits the study server puts on clients (serve options; docs/online.md).
+
+    - ``sessions_per_client`` new sessions per client address per ``session_window_s``
+      (0: no limit). A script cannot then fill the lists with anonymous sessions, which
+      would all count for list balancing; resuming with a token is never limited.
+    - ``min_duration_factor``: the completion code is refused before the session is
+      ``factor × trials × (fixation_min_ms + stimulus)`` old, the least time the list can
+      take (0: no check). Below 1, so rounding fixation to frames never refuses a person.
+    - ``trust_proxy``: the client address is the last ``X-Forwarded-For`` entry (the one a
+      reverse proxy in front of the server added) instead of the connection's address.
+    """
+
+    sessions_per_client: int = 20
+    session_window_s: float = 600.0
+    min_duration_factor: float = 0.9
+    trust_proxy: bool = False
+
+    def min_duration_s(self, n_trials: int, timing: Timing) -> float:
+        """Least seconds from session start to completion for a list of ``n_trials``."""
+        per_trial_ms = timing.fixation_min_ms + timing.stimulus_s * 1000.0
+        return self.min_duration_factor * n_trials * per_trial_ms / 1000.0
+
+
 def parse_keys(text: str) -> dict:
     """'f,j' -> {'animal': 'f', 'non-animal': 'j'}; raises InputError on anything else."""
     parts = [p.strip().lower() for p in text.split(",")]

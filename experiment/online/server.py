@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import os
 import secrets
+import socket
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -17,11 +22,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from experiment.online.config import StudyConfig
+from experiment.online.config import ServerLimits, StudyConfig
 from experiment.online.store import REJECTED_COLUMNS, WEB_TRIAL_COLUMNS, AlreadyStarted, StudyStore
 from experiment.online.validation import NONCE, Invalid, platform_identity, trial_row
 from experiment.schema import format_row
+from stimuli.cli_types import float_in, int_at_least, int_in
 from stimuli.errors import InputError
+from stimuli.outputs import check_output_file
+from stimuli.provenance import utc_now
 
 MAX_BODY = 16 * 1024   # a trial is ~600 bytes; anything near this is not from our page
 MAX_DEPTH = 8          # our page nests at most 3 levels; deeper bodies are refused with 400
@@ -31,6 +39,7 @@ HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data: blob:; "
                                "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
 }
+log = logging.getLogger("experiment.online.server")
 
 
 class HTTPError(Exception):
@@ -83,6 +92,41 @@ async def _read_json(request: Request, limit: int):
     return value
 
 
+def client_address(request: Request, trust_proxy: bool) -> str:
+    """The address limits are counted by: the connection's peer, or behind a trusted reverse
+    proxy the last X-Forwarded-For entry (the one that proxy appended; earlier ones are
+    whatever the client sent, so they are never used)."""
+    if trust_proxy:
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded[:64]
+    return request.client.host if request.client else "unknown"
+
+
+class StartLimit:
+    """At most ``limit`` new sessions per client address in any ``window_s`` seconds."""
+
+    def __init__(self, limit: int, window_s: float):
+        self.limit, self.window_s = limit, window_s
+        self._starts: dict[str, deque] = {}
+
+    def retry_after(self, client: str, now: float | None = None) -> float:
+        """0 and the start counted if ``client`` may start one now, else seconds to wait."""
+        if self.limit <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        if len(self._starts) > 10_000:   # forget clients with nothing left in the window
+            self._starts = {k: q for k, q in self._starts.items()
+                            if q and now - q[-1] < self.window_s}
+        recent = self._starts.setdefault(client, deque())
+        while recent and now - recent[0] >= self.window_s:
+            recent.popleft()
+        if len(recent) >= self.limit:
+            return self.window_s - (now - recent[0])
+        recent.append(now)
+        return 0.0
+
+
 def _bearer(request: Request) -> str:
     auth = request.headers.get("authorization", "")
     if not auth.startswith("Bearer ") or not 0 < len(auth) - 7 <= 128:
@@ -94,9 +138,13 @@ class StudyApp:
     """The request handlers of one study, over its site folder and database."""
 
     def __init__(self, site: Path, store: StudyStore, config: StudyConfig,
-                 lists: dict[str, list[dict]], admin_token: str, max_body: int):
+                 lists: dict[str, list[dict]], admin_token: str, max_body: int,
+                 limits: ServerLimits | None = None):
         self.site, self.store, self.config, self.lists = site, store, config, lists
         self.admin_token, self.max_body = admin_token, max_body
+        self.limits = limits or ServerLimits()
+        self._start_limit = StartLimit(self.limits.sessions_per_client,
+                                       self.limits.session_window_s)
         # All database work runs on this one thread, off the event loop (a commit waits for
         # fsync). Measured: a hop through Starlette's thread pool (anyio, many threads) costs
         # ~0.25 ms of CPU per request, more than the request's SQL; a one-thread executor
@@ -146,6 +194,14 @@ class StudyApp:
             if not isinstance(token, str) or not 0 < len(token) <= 128:
                 raise HTTPError(422, "token must be a string")
             return JSONResponse(await self._in_db(self._resume, token), status_code=200)
+        address = client_address(request, self.limits.trust_proxy)
+        wait = self._start_limit.retry_after(address)
+        if wait:
+            log.warning("refused a session start from %s: more than %d in %.0f s "
+                        "(--sessions-per-client)", address, self.limits.sessions_per_client,
+                        self.limits.session_window_s)
+            raise HTTPError(429, "too many new sessions from your network; please try again "
+                                 f"in {wait / 60:.0f} minutes", retry_after_s=int(wait) + 1)
         nonce = body.get("nonce")
         if nonce is not None and (not isinstance(nonce, str) or not NONCE.match(nonce)):
             raise HTTPError(422, "nonce must be 16-128 letters, digits, '_' or '-'")
@@ -195,6 +251,18 @@ class StudyApp:
         missing = [t["seq"] for t in self.lists[session.list_id] if t["seq"] not in done]
         if missing:
             raise HTTPError(409, "trials missing", missing=missing)
+        if session.completed_utc is None and self.limits.min_duration_factor > 0:
+            started = datetime.fromisoformat(self.store.started_utc(session))
+            elapsed = (datetime.fromisoformat(utc_now()) - started).total_seconds()
+            least = self.limits.min_duration_s(len(self.lists[session.list_id]),
+                                               self.config.timing)
+            if elapsed < least:
+                log.warning("refused completion of %s session %s: %.1f s after its start, "
+                            "the list takes at least %.1f s (--min-duration-factor %g)",
+                            session.observer_id, session.session_label, elapsed, least,
+                            self.limits.min_duration_factor)
+                raise HTTPError(403, "finished faster than this study can be done; "
+                                     "contact the researchers", too_fast=True)
         self.store.mark_complete(session)
 
     async def complete(self, request: Request) -> Response:
@@ -239,6 +307,8 @@ def _wrap(handler):
             response = await handler(request)
         except HTTPError as err:
             response = _error(err.status, str(err), **err.extra)
+            if "retry_after_s" in err.extra:
+                response.headers["retry-after"] = str(err.extra["retry_after_s"])
         response.headers["cache-control"] = "no-store"
         return response
     return endpoint
@@ -276,17 +346,26 @@ def load_site(site: str | Path) -> tuple[Path, StudyConfig, dict[str, list[dict]
     return site, config, lists
 
 
-def create_app(site: str | Path, db: str | Path, admin_token: str,
-               max_body: int = MAX_BODY, sync: str = "full") -> Starlette:
-    """The ASGI app for one study site and database."""
+def check_inputs(site: str | Path, db: str | Path,
+                 admin_token: str) -> tuple[Path, StudyConfig, dict[str, list[dict]]]:
+    """Everything create_app checks before it opens (and maybe creates) the database."""
     site, config, lists = load_site(site)
     public = (site / "public").resolve()
     if Path(db).resolve().is_relative_to(public):
         raise InputError(f"--db {db} lies inside {public}, which is served; put it elsewhere")
     if len(admin_token) < 16:
         raise InputError("--admin-token must be at least 16 characters")
+    check_output_file(db, option="--db")
+    return site, config, lists
+
+
+def create_app(site: str | Path, db: str | Path, admin_token: str,
+               max_body: int = MAX_BODY, sync: str = "full",
+               limits: ServerLimits | None = None) -> Starlette:
+    """The ASGI app for one study site and database."""
+    site, config, lists = check_inputs(site, db, admin_token)
     store = StudyStore(db, study_id=config.study_id, sync=sync)
-    study = StudyApp(site, store, config, lists, admin_token, max_body)
+    study = StudyApp(site, store, config, lists, admin_token, max_body, limits)
     app = Starlette(routes=[
         Route("/api/session", _wrap(study.start_session), methods=["POST"]),
         Route("/api/trials", _wrap(study.post_trial), methods=["POST"]),
@@ -294,7 +373,7 @@ def create_app(site: str | Path, db: str | Path, admin_token: str,
         Route("/api/admin/export", _wrap(study.export), methods=["GET"]),
         Route("/api/admin/status", _wrap(study.status), methods=["GET"]),
         Route("/api/admin/rejected", _wrap(study.export_rejected), methods=["GET"]),
-        Mount("/", StaticFiles(directory=public, html=True)),
+        Mount("/", StaticFiles(directory=(site / "public").resolve(), html=True)),
     ])
     app.add_middleware(SecurityHeaders)
     app.state.store = store
@@ -305,22 +384,81 @@ def add_arguments(parser) -> None:
     parser.add_argument("site", help="site folder written by build-online")
     parser.add_argument("--db", required=True, help="SQLite file holding the study's data")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int_in(1, 65535), default=8000)
     parser.add_argument("--admin-token", default=os.environ.get("STUDY_ADMIN_TOKEN"),
                         help="token for /api/admin/* (default: $STUDY_ADMIN_TOKEN, else random)")
-    parser.add_argument("--max-body", type=int, default=MAX_BODY, help="request size limit, bytes")
+    parser.add_argument("--max-body", type=int_at_least(1024), default=MAX_BODY,
+                        help="request size limit, bytes")
     parser.add_argument("--sync", choices=("full", "normal"), default="full",
                         help="SQLite durability: full = fsync every trial (default); normal = "
                              "faster, survives a server crash but not a power cut")
+    d = ServerLimits()
+    parser.add_argument("--sessions-per-client", type=int_at_least(0),
+                        default=d.sessions_per_client,
+                        help="most new sessions one client address may start per "
+                             f"--session-window-s (default {d.sessions_per_client}; 0: no limit; "
+                             "raise it when many participants share one address, e.g. a lab)")
+    parser.add_argument("--session-window-s", type=float_in(0, 86400, low_open=True),
+                        default=d.session_window_s,
+                        help=f"window of --sessions-per-client, seconds (default {d.session_window_s:g})")
+    parser.add_argument("--min-duration-factor", type=float_in(0, 1),
+                        default=d.min_duration_factor,
+                        help="refuse the completion code before the session is this × trials × "
+                             "(least fixation + image) old (default "
+                             f"{d.min_duration_factor:g}; 0: no check)")
+    parser.add_argument("--trust-proxy", action="store_true",
+                        help="count limits by the last X-Forwarded-For entry (the one your reverse "
+                             "proxy adds); only when the server is reachable through that proxy "
+                             "alone, as a client can send any X-Forwarded-For itself")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or one InputError if it cannot be (port busy, bad host)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as err:
+        raise InputError(f"--host {host}: not an address this machine has ({err.strerror})") \
+            from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        raise InputError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror}); "
+                         "is another server running there? choose another --port") from None
+    return sock
 
 
 def main(args) -> int:
     import uvicorn
 
     token = args.admin_token or secrets.token_urlsafe(24)
-    app = create_app(args.site, args.db, token, args.max_body, args.sync)
+    limits = ServerLimits(sessions_per_client=args.sessions_per_client,
+                          session_window_s=args.session_window_s,
+                          min_duration_factor=args.min_duration_factor,
+                          trust_proxy=args.trust_proxy)
+    check_inputs(args.site, args.db, token)
+    # the port first: a busy one is refused before the database is created or anything printed
+    sock = bind(args.host, args.port)
+    try:
+        app = create_app(args.site, args.db, token, args.max_body, args.sync, limits)
+    except BaseException:
+        sock.close()
+        raise
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     print(f"serving {args.site} at http://{args.host}:{args.port}/ (data: {args.db})", flush=True)
     if not args.admin_token:
         print(f"admin token: {token}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    print(f"limits: {limits.sessions_per_client or 'unlimited'} new sessions per client per "
+          f"{limits.session_window_s:g} s{' (X-Forwarded-For)' if limits.trust_proxy else ''}; "
+          f"completion no sooner than {limits.min_duration_factor:g} × the list's least "
+          "duration", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                           log_level="warning"))
+    server.run(sockets=[sock])
     return 0
