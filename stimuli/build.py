@@ -7,11 +7,9 @@ import csv
 import io
 import json
 import os
-import shutil
-import tempfile
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,9 +17,11 @@ import numpy as np
 from tqdm import tqdm
 
 from stimuli.atomic import atomic_write_text
+from stimuli.cli_types import float_in, int_at_least, int_in
 from stimuli.errors import InputError
 from stimuli.io import BuildItem, items_from_folders, read_build_manifest
 from stimuli.masks import ORDERS
+from stimuli.outputs import building_folder, check_output_folder
 from stimuli.provenance import provenance
 from stimuli.render import (  # noqa: F401  (plan_image, render_level, load_item, image_seed: public API)
     ImagePlan,
@@ -43,6 +43,9 @@ def log_spaced_levels(n: int = 11) -> tuple[float, ...]:
 
 DEFAULT_LEVELS = log_spaced_levels(11)
 SPECTRA = ("image", "set")
+#: Largest canvas side, px (docs/stimuli.md): 8x the paradigm's 256, still shown 1:1 on a 4K
+#: display; rendering one image at 2048 peaks near 0.6 GB per worker (4096: ~2 GB).
+MAX_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,8 @@ class BuildConfig:
 
     def __post_init__(self):
         problems = []
-        if self.size < 8:
-            problems.append(f"size {self.size} < 8")
+        if not 8 <= self.size <= MAX_SIZE:
+            problems.append(f"size {self.size} outside 8..{MAX_SIZE}")
         if not 1 <= self.budget <= self.size * self.size:
             problems.append(f"budget {self.budget} outside 1..{self.size * self.size} (canvas pixels)")
         lv = self.levels_percent
@@ -120,79 +123,72 @@ def _check_files_exist(items: list[BuildItem]) -> None:
                                  f"{' (named in ' + it.source + ')' if it.source else ''}; fix the path")
 
 
-def _prepare_out(out: Path, overwrite: bool) -> list[Path]:
-    """Check the output folder; create missing parents, returned so a failure can remove them."""
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"{out}: exists and is not a folder; choose another --out")
-        if any(out.iterdir()) and not overwrite:
-            raise InputError(f"{out}: output folder is not empty; choose a new folder or pass --overwrite")
-    created, parent = [], out.parent
-    while not parent.exists():
-        created.append(parent)
-        parent = parent.parent
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return created
-
-
 def build_stimulus_set(source, out_dir: str | Path, config: BuildConfig = BuildConfig(), *,
                        overwrite: bool = False, workers: int | None = None, progress: bool = True,
                        stats: dict | None = None) -> Path:
     """Build a stimulus set from a build-manifest path or BuildItems into ``out_dir``; returns ``out_dir``.
 
-    Everything is written to a hidden sibling folder and renamed into place at the end, so a
-    failure leaves no output. ``stats`` (if given) receives timings in seconds.
+    ``out_dir`` is checked first (``stimuli.outputs.check_output_folder``: not a file, not
+    under a file, writable, holding no input; a non-empty one needs ``overwrite`` and is
+    replaced only if the suite made it). Everything is written to a hidden sibling folder
+    and swapped into place at the end, so a failure leaves no output and any earlier set as
+    it was. ``stats`` (if given) receives timings in seconds.
     """
     out = Path(out_dir)
+    if workers is not None and workers < 1:
+        raise InputError(f"workers {workers}: must be at least 1 (or None for all cores)")
     items = _resolve_items(source)
+    named = [source] if isinstance(source, str | os.PathLike) else []
+    check_output_folder(out, inputs=[*named, *(p for it in items for p in (it.image, it.map))],
+                        overwrite=overwrite)
     _check_files_exist(items)
-    created = _prepare_out(out, overwrite)
     workers = max(1, min(workers or os.cpu_count() or 1, len(items)))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     t_start = time.perf_counter()
     try:
-        (tmp / "stimuli").mkdir()
-        amplitude = _set_amplitude(items, config.size, workers, progress) \
-            if config.spectrum == "set" else None
-        tasks = [(it, config, str(tmp)) for it in items]
-        pool = None
-        try:
-            if workers > 1:
-                pool = ProcessPoolExecutor(workers, initializer=init_worker, initargs=(amplitude,))
-                results = pool.map(render_item, tasks)
-            else:
-                init_worker(amplitude)
-                results = map(render_item, tasks)
-            rows, encode_s, work_s = [], 0.0, 0.0
-            for item_rows, enc, tot in tqdm(results, total=len(tasks), desc="stimuli", unit="img",
-                                            disable=not progress):
-                rows.extend(item_rows)
-                encode_s += enc
-                work_s += tot
-        finally:
-            if pool:
-                pool.shutdown(cancel_futures=True)
-        _write_manifest(tmp / "manifest.csv", rows)
-        from stimuli.contact_sheet import write_contact_sheet
-        write_contact_sheet(tmp, tmp / "contact_sheet.png", rows=rows)
-        _write_set_info(tmp / "stimulus_set.json", items, config, rows)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in created:
-            if folder.exists() and not any(folder.iterdir()):
-                folder.rmdir()
-        raise
+        with building_folder(out, "stimuli build") as tmp:
+            rows, encode_s, work_s = _render_set(items, config, tmp, workers, progress)
+            _write_manifest(tmp / "manifest.csv", rows)
+            from stimuli.contact_sheet import write_contact_sheet
+            write_contact_sheet(tmp, tmp / "contact_sheet.png", rows=rows)
+            _write_set_info(tmp / "stimulus_set.json", items, config, rows)
+    except BrokenProcessPool as err:
+        raise InputError(f"{out}: a worker process died while rendering (killed, perhaps out of "
+                         f"memory at --size {config.size}); nothing was written — try fewer "
+                         "--workers or a smaller --size") from err
+    except MemoryError as err:
+        raise InputError(f"{out}: out of memory while rendering at --size {config.size}; nothing "
+                         "was written — try fewer --workers or a smaller --size") from err
     if stats is not None:
         stats.update(wall_s=time.perf_counter() - t_start, encode_s=encode_s, work_s=work_s,
                      n_stimuli=len(rows), workers=workers)
     return out
+
+
+def _render_set(items: list[BuildItem], config: BuildConfig, tmp: Path, workers: int,
+                progress: bool) -> tuple[list[dict], float, float]:
+    """Render every item's stimuli into ``tmp/stimuli``; returns (manifest rows, encode s, work s)."""
+    (tmp / "stimuli").mkdir()
+    amplitude = _set_amplitude(items, config.size, workers, progress) \
+        if config.spectrum == "set" else None
+    tasks = [(it, config, str(tmp)) for it in items]
+    pool = None
+    try:
+        if workers > 1:
+            pool = ProcessPoolExecutor(workers, initializer=init_worker, initargs=(amplitude,))
+            results = pool.map(render_item, tasks)
+        else:
+            init_worker(amplitude)
+            results = map(render_item, tasks)
+        rows, encode_s, work_s = [], 0.0, 0.0
+        for item_rows, enc, tot in tqdm(results, total=len(tasks), desc="stimuli", unit="img",
+                                        disable=not progress):
+            rows.extend(item_rows)
+            encode_s += enc
+            work_s += tot
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    return rows, encode_s, work_s
 
 
 def _write_manifest(path: Path, rows: list[dict]) -> None:
@@ -252,42 +248,50 @@ def read_stimulus_manifest(set_dir: str | Path) -> list[dict]:
 
 
 def add_arguments(parser) -> None:
-    """CLI options of ``python -m stimuli build``; defaults are BuildConfig's."""
+    """CLI options of ``python -m stimuli build``; defaults are BuildConfig's; ranges checked at parse time."""
     d = BuildConfig()
     src = parser.add_argument_group("input (a manifest, or two folders)")
     src.add_argument("--manifest", type=Path, help="build manifest CSV: image,map,image_id,category,class_index")
     src.add_argument("--images", type=Path, help="folder with animal/ and non-animal/ sub-folders of images")
     src.add_argument("--maps", type=Path, help="folder of maps (.npy/.npz/.png/.jpg) named like the images")
     parser.add_argument("--out", type=Path, required=True, help="output folder (must be empty or new)")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"set seed (default {d.seed})")
+    parser.add_argument("--seed", type=int_in(0, 2 ** 63 - 1), default=d.seed,
+                        help=f"set seed (default {d.seed})")
     parser.add_argument("--order", choices=ORDERS, default=d.order, help=f"pixel order (default {d.order})")
-    parser.add_argument("--budget", type=int, default=d.budget,
+    parser.add_argument("--budget", type=int_at_least(1), default=d.budget,
                         help=f"pixels revealed at 100%% for every image (default {d.budget})")
-    parser.add_argument("--levels", type=float, nargs="+", default=list(d.levels_percent),
+    parser.add_argument("--levels", type=float_in(0, 100, low_open=True), nargs="+",
+                        default=list(d.levels_percent),
                         help="revealed percentages, increasing (default: 11 log-spaced, 1..100)")
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=d.full,
                         help="add the unmasked full-image condition (default on; --no-full drops it)")
     parser.add_argument("--spectrum", choices=SPECTRA, default=d.spectrum,
                         help=f"noise amplitude spectrum: each image's own or the set average (default {d.spectrum})")
-    parser.add_argument("--size", type=int, default=d.size, help=f"canvas side in px (default {d.size})")
-    parser.add_argument("--png-compress-level", type=int, default=d.png_compress_level,
+    parser.add_argument("--size", type=int_in(8, MAX_SIZE), default=d.size,
+                        help=f"canvas side in px, 8-{MAX_SIZE} (default {d.size})")
+    parser.add_argument("--png-compress-level", type=int_in(0, 9), default=d.png_compress_level,
                         help=f"PNG zlib level 0-9 (default {d.png_compress_level})")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--workers", type=int_at_least(1), default=None,
+                        help="processes (default: all cores)")
     parser.add_argument("--maps-note", default="",
                         help="where the maps came from (saved in stimulus_set.json)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a non-empty output folder made by this suite")
 
 
 def main(args) -> int:
     """Run ``python -m stimuli build``."""
     if args.manifest and (args.images or args.maps):
         raise InputError("--manifest: give either --manifest or --images with --maps, not both")
+    if not (args.manifest or (args.images and args.maps)):
+        raise InputError("no input: pass --manifest FILE, or --images DIR --maps DIR")
+    # The output path is checked before any input is read.
+    check_output_folder(args.out, inputs=[args.manifest, args.images, args.maps],
+                        overwrite=args.overwrite)
     if args.manifest:
         items = read_build_manifest(args.manifest)
-    elif args.images and args.maps:
-        items = items_from_folders(args.images, args.maps)
     else:
-        raise InputError("no input: pass --manifest FILE, or --images DIR --maps DIR")
+        items = items_from_folders(args.images, args.maps)
     config = BuildConfig(size=args.size, levels_percent=tuple(args.levels), full=args.full,
                          order=args.order, budget=args.budget, seed=args.seed,
                          spectrum=args.spectrum, png_compress_level=args.png_compress_level,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,9 @@ from scipy import ndimage
 from skimage import color
 from skimage.data import data_dir
 
+from stimuli.cli_types import int_at_least, int_in
 from stimuli.errors import InputError
+from stimuli.outputs import building_folder, check_output_folder
 from stimuli.schema import BUILD_MANIFEST_COLUMNS
 
 MAPS_NOTE = ("NOT HUMAN MAPS: demo importance maps derived by the suite from each photograph "
@@ -60,12 +60,15 @@ def contrast_saliency(image: np.ndarray) -> np.ndarray:
     return (sal / sal.max()).astype(np.float32)
 
 
-def write_demo_inputs(out_dir: str | Path) -> Path:
-    """Write demo images, derived maps and a build manifest into ``out_dir`` (replaced); returns the manifest path."""
-    out = Path(out_dir)
+def write_demo_inputs(out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Write demo images, derived maps and a build manifest into ``out_dir``; returns the manifest path.
+
+    A non-empty ``out_dir`` needs ``overwrite`` and is replaced only if the suite made it
+    (``stimuli.outputs``); the folder is written aside and swapped in when complete.
+    """
+    out = check_output_folder(out_dir, overwrite=overwrite)
     source = Path(data_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=_parent(out)))
-    try:
+    with building_folder(out, "stimuli demo") as tmp:
         (tmp / "images").mkdir()
         (tmp / "maps").mkdir()
         rows = []
@@ -96,26 +99,17 @@ def write_demo_inputs(out_dir: str | Path) -> Path:
             writer.writerows(rows)
         (tmp / "README.txt").write_text(MAPS_NOTE + ".\nImages: scikit-image sample data "
                                         f"({source}); mirrored/cropped copies as named.\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out / "build_manifest.csv"
-
-
-def _parent(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out.parent
 
 
 def add_arguments(parser) -> None:
     """CLI options of ``python -m stimuli demo``."""
     parser.add_argument("--out", type=Path, required=True, help="output folder for the demo set")
-    parser.add_argument("--seed", type=int, default=0, help="set seed (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--seed", type=int_in(0, 2 ** 63 - 1), default=0, help="set seed (default 0)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT and OUT-inputs/ if this suite made them")
+    parser.add_argument("--workers", type=int_at_least(1), default=None,
+                        help="processes (default: all cores)")
 
 
 def main(args) -> int:
@@ -123,10 +117,12 @@ def main(args) -> int:
     from stimuli.build import BuildConfig, build_stimulus_set, read_stimulus_manifest
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise InputError(f"{out}: output folder is not empty; choose a new folder or pass --overwrite")
     inputs = out.parent / f"{out.name}-inputs"
-    manifest = write_demo_inputs(inputs)
+    # Both folders are checked before either is written: neither is replaced unless
+    # --overwrite is given and the suite made it.
+    check_output_folder(out, overwrite=args.overwrite)
+    check_output_folder(inputs, overwrite=args.overwrite)
+    manifest = write_demo_inputs(inputs, overwrite=args.overwrite)
     print(MAPS_NOTE)
     config = BuildConfig(seed=args.seed, maps_note=MAPS_NOTE)
     build_stimulus_set(manifest, out, config, overwrite=args.overwrite, workers=args.workers)

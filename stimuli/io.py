@@ -14,6 +14,9 @@ from stimuli.errors import InputError
 from stimuli.schema import BUILD_MANIFEST_COLUMNS, CATEGORIES
 
 MAP_SUFFIXES = (".npy", ".npz", ".png", ".jpg", ".jpeg")
+# Files of an --images folder read as photographs; others (README.txt, notes) are skipped.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                  ".pgm", ".pnm")
 # image_id becomes part of file names, so it must be safe on every file system.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # A map may be stored at another resolution than its image; this much aspect slack
@@ -93,7 +96,10 @@ def read_build_manifest(path: str | Path) -> list[BuildItem]:
 
 
 def items_from_folders(images_dir: str | Path, maps_dir: str | Path) -> list[BuildItem]:
-    """Items from images in ``images_dir/animal/`` and ``images_dir/non-animal/``, maps matched by file stem."""
+    """Items from images in ``images_dir/animal/`` and ``images_dir/non-animal/``, maps matched by file stem.
+
+    Hidden files and folders and files without an image suffix (``IMAGE_SUFFIXES``) are skipped.
+    """
     images_dir, maps_dir = Path(images_dir), Path(maps_dir)
     for folder in (images_dir, maps_dir):
         if not folder.is_dir():
@@ -106,11 +112,12 @@ def items_from_folders(images_dir: str | Path, maps_dir: str | Path) -> list[Bui
                                  "keep one map per image")
             maps[p.stem] = p
     items = []
-    for sub in sorted(p for p in images_dir.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in images_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if sub.name not in CATEGORIES:
             raise InputError(f"{sub}: unknown category folder {sub.name!r}; images go in "
                              f"{' and '.join(CATEGORIES)} sub-folders")
-        for img in sorted(p for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")):
+        for img in sorted(p for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")
+                          and p.suffix.lower() in IMAGE_SUFFIXES):
             _check_labels(img.stem, sub.name, str(img))
             if img.stem not in maps:
                 raise InputError(f"{img}: no map named {img.stem}.* ({'/'.join(MAP_SUFFIXES)}) in "
@@ -120,17 +127,59 @@ def items_from_folders(images_dir: str | Path, maps_dir: str | Path) -> list[Bui
     return items
 
 
+# Pillow modes a photograph may have, read as they are (8 bits a channel, or 1 bit).
+_EIGHT_BIT_MODES = ("1", "L", "P", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LA", "PA")
+
+
+def _high_bit_depth_to_gray8(im: Image.Image, path: Path) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float grayscale image scaled to (H, W) uint8, or InputError.
+
+    16-bit values 0..65535 map to 0..255 (value / 257, rounded); a 32-bit integer image is
+    taken as 16-bit when its values lie in 0..65535; a float image must lie in 0..1. Any other
+    range cannot be told from the file, so it is refused by name.
+    """
+    arr = np.asarray(im).astype(np.float64)
+    if im.mode == "F":
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise InputError(f"{path}: floating-point image (mode F) with values outside 0..1 "
+                             f"(min {np.nanmin(arr):g}, max {np.nanmax(arr):g}); its range cannot be "
+                             "told — save it as an 8- or 16-bit image")
+        gray = arr * 255.0
+    else:
+        if arr.min() < 0 or arr.max() > 65535:
+            raise InputError(f"{path}: 32-bit integer image (mode {im.mode}) with values "
+                             f"{arr.min():g}..{arr.max():g} outside 0..65535; its range cannot be "
+                             "told — save it as an 8- or 16-bit image")
+        gray = arr / 257.0
+    gray8 = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+    transparent = im.info.get("transparency")
+    if isinstance(transparent, int):  # a 16-bit grayscale PNG's one transparent value
+        gray8[np.asarray(im) == transparent] = 255
+    return gray8
+
+
 def load_image(path: str | Path) -> np.ndarray:
-    """A photograph as (H, W, 3) uint8 RGB; transparent parts are composited over white."""
+    """A photograph as (H, W, 3) uint8 RGB; transparent parts are composited over white.
+
+    High-bit-depth images are scaled to 8 bits (``_high_bit_depth_to_gray8``; Pillow itself
+    reads 16-bit colour PNGs at 8 bits a channel); modes that cannot be are refused by name.
+    """
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
+            if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+                return np.repeat(_high_bit_depth_to_gray8(im, path)[..., None], 3, axis=2)
+            if im.mode not in _EIGHT_BIT_MODES:
+                raise InputError(f"{path}: image mode {im.mode!r} is not supported; save it as "
+                                 "8-bit RGB or grayscale (or 16-bit grayscale)")
             if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
                 rgba = im.convert("RGBA")
                 im = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 im.alpha_composite(rgba)
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except InputError:
+        raise
     except FileNotFoundError as err:
         raise InputError(f"{path}: image not found; check the path") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

@@ -12,6 +12,7 @@ import pytest
 from stimuli.build import BuildConfig, build_stimulus_set
 from stimuli.errors import InputError
 from stimuli.io import items_from_folders
+from stimuli.outputs import MARK
 from tests.test_stimuli_build import make_synthetic_items, save_map
 
 CONFIG = BuildConfig(levels_percent=(10.0, 100.0), full=False)
@@ -109,8 +110,10 @@ def test_non_empty_output_folder_is_refused_unless_overwrite(setup):
         build_stimulus_set(items, out, CONFIG, workers=1, progress=False)
     assert str(out) in str(err.value)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    # --overwrite replaces only a folder the suite made (it carries the mark)
+    (out / MARK).write_text("{}")
     build_stimulus_set(items, out, CONFIG, overwrite=True, workers=1, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.png", "manifest.csv",
+    assert sorted(p.name for p in out.iterdir()) == [MARK, "contact_sheet.png", "manifest.csv",
                                                      "stimuli", "stimulus_set.json"]
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
 
