@@ -48,8 +48,42 @@ class MappedImages(torch.utils.data.Dataset):
         return load_resized(it.image, self.size), heat, label, 1.0
 
 
+def imagenet_wnids() -> list[str]:
+    """The 1,000 ImageNet-1k synset ids (wnids) in class-index order (timm's ImageNetInfo)."""
+    from timm.data import ImageNetInfo
+
+    return list(ImageNetInfo().label_names())
+
+
+def class_folder_labels(root: Path, classes: list[str]) -> dict[str, int]:
+    """ImageNet class index of each class folder: a wnid (``n01440764``) or a number 0–999.
+
+    A folder's label never depends on which other folders are present, so a subset of the
+    1,000 synsets keeps ImageNet's labels; a name that is neither is refused by name.
+    """
+    index = {w: k for k, w in enumerate(imagenet_wnids())}
+    labels, bad = {}, []
+    for c in classes:
+        if c.isdigit() and int(c) < len(index):
+            labels[c] = int(c)
+        elif c in index:
+            labels[c] = index[c]
+        else:
+            bad.append(c)
+    if bad:
+        raise InputError(f"{root}: class folder(s) {', '.join(repr(b) for b in bad[:5])}"
+                         f"{f' (and {len(bad) - 5} more)' if len(bad) > 5 else ''} are not ImageNet-1k "
+                         "synset ids (like n01440764) or class indices 0–999; rename them so each "
+                         "folder's label is known")
+    return labels
+
+
 class PlainImages(torch.utils.data.Dataset):
-    """An ImageFolder tree (one sub-folder per class) → (image, zero map, label, token 0)."""
+    """An ImageFolder tree (one sub-folder per class) → (image, zero map, label, token 0).
+
+    Sub-folders are named by ImageNet wnid (``n01440764``) or class index (``0``–``999``);
+    either gives the ImageNet class index as the label.
+    """
 
     SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -57,11 +91,10 @@ class PlainImages(torch.utils.data.Dataset):
         root = Path(root)
         if not root.is_dir():
             raise InputError(f"{root}: not a folder; --images wants one sub-folder per class")
-        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-        # folders named by number keep that index; synset folders take ImageNet's sorted order
-        index = {c: int(c) if c.isdigit() else k for k, c in enumerate(classes)}
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        index = class_folder_labels(root, classes)
         self.files = [(f, index[c]) for c in classes for f in sorted((root / c).iterdir())
-                      if f.suffix.lower() in self.SUFFIXES]
+                      if f.suffix.lower() in self.SUFFIXES and not f.name.startswith(".")]
         if not self.files:
             raise InputError(f"{root}: no images in class sub-folders; put images in ROOT/CLASS/")
         self.size = size

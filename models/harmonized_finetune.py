@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def read_card(run_dir) -> dict:
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: unreadable model card ({err}); rerun the fine-tuning or "
                          "remove the folder") from err
+    if not isinstance(card, dict):
+        raise InputError(f"{path}: a model card is a JSON object, this is a {type(card).__name__}; "
+                         "rerun the fine-tuning or remove the folder")
     missing = [k for k in ("timm_architecture", "num_classes", "preprocessing") if k not in card]
     if missing:
         raise InputError(f"{path}: model card lacks {', '.join(missing)}; it was not written by "
@@ -105,8 +109,12 @@ def register_run(run_dir) -> str:
     run_dir = Path(run_dir).resolve()
     card = read_card(run_dir)
     name = PREFIX + run_dir.name
-    prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in card["preprocessing"].items()})
+    try:
+        prep = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in card["preprocessing"].items()})
+    except (AttributeError, TypeError, ValueError) as err:
+        raise InputError(f"{run_dir / CARD_FILE}: unusable preprocessing in the model card "
+                         f"({err}); rerun the fine-tuning or remove the folder") from None
     try:
         register(name, _builder(run_dir), prep,
                  f"{card['timm_architecture']} fine-tuned with the harmonizer loss from "
@@ -125,12 +133,21 @@ def run_roots() -> list[Path]:
 
 
 def register_all() -> list[str]:
-    """Register every finished run (a folder with a model card) under the run roots."""
+    """Register every finished run (a folder with a model card) under the run roots.
+
+    A run whose card cannot be used is skipped with a warning naming it, so one broken
+    folder does not take every other model of the zoo down with it (runs are scanned
+    whenever the zoo is first used).
+    """
     names = []
     for root in run_roots():
         if root.is_dir():
             for card in sorted(root.glob(f"*/{CARD_FILE}")):
-                names.append(register_run(card.parent))
+                try:
+                    names.append(register_run(card.parent))
+                except InputError as err:
+                    print(f"warning: skipping the harmonized run {card.parent}: {err}",
+                          file=sys.stderr)
     return names
 
 

@@ -282,3 +282,68 @@ def test_cli_refuses_bad_setups_with_one_line(tmp_path, capsys, extra, message):
     code = _cli("--model", "test_resnet", "--weights", "random", "--out", str(tmp_path / "o"),
                 "--steps", "1", "--batch-size", "4", "--input-size", "32", "--workers", "0", *extra)
     assert code == 2 and message in capsys.readouterr().err
+
+
+# ---- class folders and run folders from outside ---------------------------------------------
+
+def _class_tree(root, names):
+    for name in names:
+        (root / name).mkdir(parents=True)
+        Image.fromarray(np.full((8, 8, 3), 99, np.uint8)).save(root / name / "a.png")
+    return root
+
+
+def test_imagenet_class_folders_keep_their_imagenet_index_on_a_subset(tmp_path):
+    # three of the 1,000 synsets (tench, brambling, toilet tissue) and a folder named by index
+    from models.harmonize_data import PlainImages
+
+    root = _class_tree(tmp_path / "train", ["n15075141", "n01530575", "n01440764", "500"])
+    labels = {path.parent.name: label for path, label in PlainImages(root, 16).files}
+    assert labels == {"n01440764": 0, "n01530575": 10, "n15075141": 999, "500": 500}
+
+
+@pytest.mark.parametrize("bad", ["n99999999", "cats", "1000"])
+def test_a_class_folder_that_is_no_imagenet_class_is_refused_by_name(tmp_path, bad):
+    from models.harmonize_data import PlainImages
+    from stimuli.errors import InputError
+
+    root = _class_tree(tmp_path / "train", ["n01440764", bad])
+    with pytest.raises(InputError, match=f"'{bad}'.*synset"):
+        PlainImages(root, 16)
+
+
+def test_a_broken_run_is_skipped_with_a_warning_and_the_zoo_still_works(tmp_path, monkeypatch, capsys):
+    good = tmp_path / "root" / "good_run"
+    model = zoo.create("test_resnet", weights="random")
+    hf.save_run(good, model.module, model.preprocessing, base="test_resnet", weights="random",
+                config=None, metrics={})
+    for name, text in (("torn_run", '{"timm_architecture": "test_re'), ("list_run", "[1, 2]"),
+                       ("odd_prep", json.dumps({"timm_architecture": "test_resnet",
+                                                "num_classes": 1000, "preprocessing": {"x": 1}}))):
+        (tmp_path / "root" / name).mkdir()
+        (tmp_path / "root" / name / hf.CARD_FILE).write_text(text)
+    capsys.readouterr()
+    monkeypatch.setenv("HARMONIZED_RUNS", str(tmp_path / "root"))
+    assert hf.register_all() == ["harmonized_ft:good_run"]
+    err = capsys.readouterr().err
+    for name in ("torn_run", "list_run", "odd_prep"):
+        assert f"warning: skipping the harmonized run {tmp_path / 'root' / name}" in err
+    assert zoo.create("efficientnet_lite0_imagenet", weights="random").num_classes == 1000
+
+
+def test_a_broken_run_under_runs_harmonize_does_not_break_the_zoo_at_import(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "runs" / "harmonize" / "broken").mkdir(parents=True)
+    (tmp_path / "runs" / "harmonize" / "broken" / hf.CARD_FILE).write_text("{not json")
+    root = Path(__file__).resolve().parents[1]
+    code = ("from models import zoo; print(len(zoo.available())); "
+            "print(zoo.create('efficientnet_lite0_imagenet', weights='random').num_classes)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**__import__("os").environ,
+                                                       "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[1] == "1000" and int(proc.stdout.split()[0]) >= 3
+    assert "runs/harmonize/broken" in proc.stderr and "Traceback" not in proc.stderr
