@@ -14,18 +14,19 @@ Every loader returns the SPEC §4 columns, typed, plus added columns the analysi
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from analysis import import_mvh
+from analysis.import_mvh import MVH_COLUMNS, is_model_vs_human, read_model_vs_human  # noqa: F401
 from experiment.schema import OBSERVER_TYPES, TRIAL_COLUMNS
 from stimuli.errors import InputError
 
-MVH_COLUMNS = ("subj", "Session", "trial", "rt", "object_response", "category",
-               "condition", "imagename")
 SUITE_DATASET = "animal-vs-non-animal"
 _NUMERIC = ("block", "trial", "practice", "level_index", "level_percent",
             "correct", "rt_ms", "timeout", "fixation_ms", "frames_intended", "frames_shown",
@@ -44,15 +45,11 @@ class Dataset:
     level_name: str
 
 
-# Model-vs-human (Geirhos et al.) experiments shipped in ../shared/data, 16 classes each.
-DATASETS: dict[str, Dataset] = {
-    SUITE_DATASET: Dataset(SUITE_DATASET, 0.5, "log10", True, "% revealed"),
-    "contrast": Dataset("contrast", 1 / 16, "log10", True, "contrast (%)"),
-    "low-pass": Dataset("low-pass", 1 / 16, "linear", False, "filter SD (px)"),
-    "uniform-noise": Dataset("uniform-noise", 1 / 16, "linear", False, "noise width"),
-    "phase-scrambling": Dataset("phase-scrambling", 1 / 16, "linear", False,
-                                "phase noise (deg)"),
-}
+# The suite's own dataset, then model-vs-human's (analysis.import_mvh: its registry and the
+# experiments users described), which carry the same fields.
+DATASETS: Mapping[str, Dataset] = ChainMap(
+    {SUITE_DATASET: Dataset(SUITE_DATASET, 0.5, "log10", True, "% revealed")},
+    import_mvh.KNOWN_EXPERIMENTS, import_mvh.DESCRIBED)
 
 
 def _header(path: Path) -> list[str]:
@@ -125,69 +122,6 @@ def read_suite_table(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def _mvh_level(condition: pd.Series, dataset: str, path: Path) -> pd.Series:
-    text = condition.astype(str).str.strip()
-    if dataset == "contrast":
-        text = text.str.replace(r"^c", "", regex=True)  # "c05" is 5 % contrast
-    level = pd.to_numeric(text, errors="coerce")
-    if level.isna().any():
-        raise InputError(f"{path}: condition {condition[level.isna()].iloc[0]!r} is not a "
-                         "level this importer knows; expected numbers (contrast as c05)")
-    return level
-
-
-def read_model_vs_human(path: str | os.PathLike, dataset: str | None = None) -> pd.DataFrame:
-    """One model-vs-human CSV (16-class, chance 1/16) mapped onto the trial-table columns."""
-    path = Path(path)
-    header = _header(path)
-    if tuple(header[:len(MVH_COLUMNS)]) != MVH_COLUMNS:
-        raise InputError(f"{path}: not a model-vs-human CSV; expected header "
-                         f"{','.join(MVH_COLUMNS)}")
-    if dataset is None:
-        dataset = next((d for d in DATASETS if d != SUITE_DATASET
-                        and path.name.startswith(d + "_")), None)
-    if dataset not in DATASETS or dataset == SUITE_DATASET:
-        raise InputError(f"{path}: cannot tell the experiment from the file name; name it "
-                         f"<experiment>_subject-NN_session_N.csv with experiment one of "
-                         f"{', '.join(d for d in DATASETS if d != SUITE_DATASET)}")
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    ds = DATASETS[dataset]
-    response = raw["object_response"].str.strip()
-    timeout = response.isin(["na", ""])
-    level = _mvh_level(raw["condition"], dataset, path)
-    ranks = {v: i for i, v in enumerate(np.sort(level.unique()))}
-    # The image name embeds subject and condition; its last two fields are the ImageNet id.
-    image_id = raw["imagename"].str.replace(r"\.\w+$", "", regex=True).map(
-        lambda s: "_".join(s.split("_")[-2:]))
-    df = pd.DataFrame({c: np.nan for c in TRIAL_COLUMNS}, index=raw.index)
-    df = df.astype(object)
-    df["observer_id"] = raw["subj"].str.strip()
-    df["observer_type"] = "human"
-    df["runner"] = "lab"
-    df["session_id"] = dataset + "-" + raw["Session"].astype(str)
-    df["trial"] = pd.to_numeric(raw["trial"], errors="coerce")
-    df["practice"] = 0
-    df["stimulus_id"] = raw["imagename"]
-    df["image_id"] = image_id
-    df["category"] = raw["category"].str.strip()
-    df["level_index"] = level.map(ranks)
-    df["level_percent"] = level if dataset == "contrast" else np.nan
-    df["response"] = response.where(~timeout, "none")
-    df["correct"] = ((response == df["category"]) & ~timeout).astype(int)
-    df["rt_ms"] = pd.to_numeric(raw["rt"], errors="coerce") * 1000.0
-    df["timeout"] = timeout.astype(int)
-    df["condition"] = raw["condition"]
-    for col in _NUMERIC:
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-    df["dataset"] = dataset
-    df["level"] = level.astype(float)
-    df["guess"] = ds.guess
-    df["fit_scale"] = ds.fit_scale
-    df["increasing"] = ds.increasing
-    df["source_file"] = str(path)
-    return df
-
-
 def load_trials(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
     """Read trial tables (files or folders; format detected from the header) into one frame."""
     if isinstance(paths, str | os.PathLike):
@@ -195,7 +129,7 @@ def load_trials(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.Da
     frames = []
     for path in _expand(paths):
         header = _header(path)
-        if tuple(header[:len(MVH_COLUMNS)]) == MVH_COLUMNS:
+        if is_model_vs_human(header):
             frames.append(read_model_vs_human(path))
         else:
             frames.append(read_suite_table(path))
