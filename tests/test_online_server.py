@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+import stimuli.outputs
 from experiment.__main__ import COMMANDS
 from experiment.online.build import build_site
 from experiment.online.config import ServerLimits, StudyConfig
@@ -470,3 +472,59 @@ def test_serve_refuses_absurd_options(site, tmp_path, option):
         dispatch("python -m experiment", COMMANDS, [
             "serve", str(site), "--db", str(tmp_path / "s.sqlite"), *option])
     assert exit_.value.code == 2 and not (tmp_path / "s.sqlite").exists()
+
+
+def deny_writing(monkeypatch, folder: Path) -> None:
+    """chmod 0o500, and as root (whom modes do not stop) os.access says no for ``folder`` too."""
+    folder.chmod(0o500)
+    if os.geteuid() == 0:
+        real = os.access
+
+        def access(path, mode, *a, **k):
+            if Path(path).resolve() == folder.resolve() and mode & os.W_OK:
+                return False
+            return real(path, mode, *a, **k)
+        monkeypatch.setattr(stimuli.outputs.os, "access", access)
+
+
+def _export(*argv) -> int:
+    return dispatch("python -m experiment", COMMANDS, ["export", *map(str, argv)])
+
+
+def test_export_refuses_to_overwrite_its_database(client, app, tmp_path, capsys):
+    s = start(client)
+    client.post("/api/trials", json=trial_body(s["trials"][0]), headers=auth(s))
+    db = app.state.store.path
+    before = db.read_bytes()[:16]
+    for out in (db, tmp_path / "." / db.name):   # the same file, however it is spelt
+        assert _export("--db", db, "--out", out) == 2
+        assert "is also an input" in capsys.readouterr().err
+    assert db.read_bytes()[:16] == before == b"SQLite format 3\x00"
+    assert n_stored(app) == 1
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file", "unwritable"])
+def test_export_checks_its_output_before_reading(client, app, tmp_path, capsys, monkeypatch,
+                                                where):
+    start(client)
+    (tmp_path / "a-file").write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = {"folder": tmp_path, "under a file": tmp_path / "a-file" / "t.csv",
+           "unwritable": locked / "t.csv"}[where]
+    deny_writing(monkeypatch, locked)
+    try:
+        assert _export("--db", app.state.store.path, "--out", out) == 2
+    finally:
+        locked.chmod(0o700)
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err and str(out) in err
+
+
+def test_export_of_a_file_that_is_not_a_database_is_one_error(tmp_path, capsys):
+    notdb = tmp_path / "trials.csv"
+    notdb.write_text("observer_id,seq\n")
+    assert _export("--db", notdb, "--out", tmp_path / "out.csv") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(notdb) in err
+    assert notdb.read_text() == "observer_id,seq\n" and not (tmp_path / "out.csv").exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 from experiment.online.store import REJECTED_COLUMNS, WEB_TRIAL_COLUMNS, StudyStore
 from experiment.schema import write_table
 from stimuli.errors import InputError
+from stimuli.outputs import check_output_file
 
 
 def export_trials(db: str | Path, out: str | Path, rejected: bool = False) -> int:
@@ -15,6 +16,11 @@ def export_trials(db: str | Path, out: str | Path, rejected: bool = False) -> in
     db = Path(db)
     if not db.is_file():
         raise InputError(f"{db}: no such study database")
+    # an output that is the database (or its WAL files) would turn the study into a CSV
+    check_output_file(out, inputs=[db, f"{db}-wal", f"{db}-shm"])
+    with open(db, "rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":
+            raise InputError(f"{db}: not a SQLite database; give the --db file serve wrote")
     store = StudyStore(db)
     try:
         rows = store.rejected_rows() if rejected else store.trial_rows()
