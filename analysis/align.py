@@ -27,6 +27,14 @@ from analysis.load import DATASETS, SUITE_DATASET
 from analysis.normalize import DEFAULT_METHOD, normalize
 from stimuli.errors import InputError
 
+#: The smallest MSE a score uses: curves closer than this (normalized curves within 0.001 of
+#: each other at every level, finer than any count of trials resolves) agree perfectly, and
+#: −log MSE is capped at −log(1e-6) ≈ 13.8 instead of +inf. Resamples at the cap are counted
+#: (``neg_log_mse_perfect_resamples``) and a point estimate at the cap is flagged
+#: (``neg_log_mse_perfect``).
+MSE_FLOOR = 1e-6
+NEG_LOG_MSE_CAP = float(-np.log(MSE_FLOOR))
+
 METRICS = ("neg_log_mse", "correlation", "threshold_ratio", "error_consistency")
 RESAMPLED = ("participants", "images", "levels")
 
@@ -165,7 +173,7 @@ def align(trials: pd.DataFrame, *, dataset: str | None = None, reference: str | 
     wlm = wl[:, None, :] * np.isfinite(diff2)
     with np.errstate(invalid="ignore", divide="ignore"):
         mse = np.nansum(np.where(wlm > 0, diff2, 0.0) * wlm, -1) / wlm.sum(-1)
-        score = {"neg_log_mse": -np.log(mse)}
+        score = {"neg_log_mse": -np.log(np.maximum(mse, MSE_FLOOR))}
     score["correlation"] = _weighted_corr(np.nan_to_num(norm_m), np.nan_to_num(norm_h)[:, None],
                                           wlm)
 
@@ -198,13 +206,22 @@ def align(trials: pd.DataFrame, *, dataset: str | None = None, reference: str | 
             s = score[metric][:, j]
             lo, hi = percentile_interval(s[1:], confidence)
             row.update({metric: s[0], f"{metric}_low": lo, f"{metric}_high": hi,
-                        f"{metric}_sd": np.nanstd(s[1:]),
+                        f"{metric}_sd": _sd(s[1:]),
                         f"{metric}_nan_resamples": int(np.isnan(s[1:]).sum())})
+        at_cap = score["neg_log_mse"][:, j] >= NEG_LOG_MSE_CAP
+        row["neg_log_mse_perfect"] = bool(at_cap[0])
+        row["neg_log_mse_perfect_resamples"] = int(at_cap[1:].sum())
         rows.append(row)
     return Alignment(scores=pd.DataFrame(rows),
                      curves=_curve_table(levels, norm_h, norm_m, reference, M.names,
                                          confidence),
                      reference=reference, normalization=normalization, n_boot=n_boot)
+
+
+def _sd(samples: np.ndarray) -> float:
+    """Standard deviation of the finite resamples; NaN (silently) when fewer than two."""
+    finite = samples[np.isfinite(samples)]
+    return float(np.std(finite)) if finite.size >= 2 else float("nan")
 
 
 def _curve_table(levels, norm_h, norm_m, reference, model_names, confidence) -> pd.DataFrame:

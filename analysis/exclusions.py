@@ -53,7 +53,43 @@ class ExclusionReport:
                 for r in self.excluded.itertuples()
             ],
             "observers_kept": int((~self.observers["excluded"]).sum()),
+            "headline": self.headline(),
         }
+
+    def headline(self) -> str:
+        """One plain sentence: how many participants the rules excluded, and why."""
+        people = self.observers[self.observers["observer_type"] != "model"]
+        gone = people[people["excluded"]]
+        if people.empty:
+            return "No participants (model observers only); no one was excluded."
+        if gone.empty:
+            return f"No participants excluded: all {len(people)} passed the exclusion rules."
+        counts: dict[str, int] = {}
+        for reasons in gone["reasons"]:
+            for reason in reasons.split("; "):
+                counts[reason] = counts.get(reason, 0) + 1
+        why = "; ".join(f"{n} for {_reason_text(r)} ({r})" for r, n in counts.items())
+        text = (f"{len(gone)} of {len(people)} participants EXCLUDED and left out of every "
+                f"curve, fit and score: {why}.")
+        top = gone[gone["reasons"].str.contains("top accuracy")]
+        if len(top):
+            few = int(top["n_top_trials"].median())
+            text += (f" Those excluded for accuracy had a median of {few} answered trial(s) on "
+                     "the easiest condition")
+            text += (", so a single error can exclude someone; loosen --min-top-accuracy or "
+                     "add easy trials if that is not intended." if few <= 4 else ".")
+        return text
+
+
+#: Plain words for each rule's reason label (the label's first two words).
+_REASON_TEXT = {"top accuracy": "low accuracy on the easiest condition (full images, else the "
+                                "easiest level)",
+                "timeouts >": "too many timeouts",
+                "too fast": "too many responses faster than the fast-RT limit"}
+
+
+def _reason_text(label: str) -> str:
+    return _REASON_TEXT.get(" ".join(label.split(" ")[:2]), label)
 
 
 def _top_mask(df: pd.DataFrame) -> pd.Series:
@@ -103,6 +139,8 @@ def apply_exclusions(df: pd.DataFrame, rules: ExclusionRules | None = None
     })
     answered = stats[stats["_top"] & ~stats["_timeout"]]
     per["top_accuracy"] = answered.groupby(key, sort=False)["correct"].mean()
+    per["n_top_trials"] = answered.groupby(key, sort=False).size()
+    per["n_top_trials"] = per["n_top_trials"].fillna(0).astype(int)
     per = per.reset_index()
     checks = [
         ("top accuracy ≤ {:g}", "top_accuracy", rules.min_top_accuracy,
@@ -136,7 +174,8 @@ def apply_exclusions(df: pd.DataFrame, rules: ExclusionRules | None = None
         "interrupted": n_interrupted,
     }
     kept = df[keep].copy()
+    report = ExclusionReport(rules=rules, observers=per, trials_dropped=dropped)
     if kept.empty:
-        raise InputError("exclusions removed every trial; loosen the rules "
-                         f"({asdict(rules)}) or check the trial tables")
-    return kept, ExclusionReport(rules=rules, observers=per, trials_dropped=dropped)
+        raise InputError(f"exclusions removed every trial ({report.headline()}); loosen the "
+                         f"rules ({asdict(rules)}) or check the trial tables")
+    return kept, report

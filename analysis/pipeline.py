@@ -93,23 +93,51 @@ class StudyConfig:
         return p if p.is_absolute() else (self.base / p).resolve()
 
 
-def _section(cls, table: dict, where: str):
+def _type_error(where: str, key: str, wanted: str, val) -> InputError:
+    return InputError(f"{where}: {key} must be {wanted}, got {val!r} "
+                      f"({_TOML_TYPE.get(type(val), type(val).__name__)})")
+
+
+_TOML_TYPE = {bool: "true/false", int: "a whole number", float: "a number", str: "text",
+              list: "a list", dict: "a table"}
+
+
+def _check_value(where: str, key: str, default, val):
+    """``val`` converted to the type of ``default``; bool is not a number, lists are checked
+    element by element; anything else is one InputError naming the key and file."""
+    if isinstance(default, bool):
+        if not isinstance(val, bool):
+            raise _type_error(where, key, "true or false", val)
+    elif isinstance(default, int):
+        if isinstance(val, bool) or not isinstance(val, int):
+            raise _type_error(where, key, "a whole number", val)
+    elif isinstance(default, float):
+        if isinstance(val, bool) or not isinstance(val, int | float):
+            raise _type_error(where, key, "a number", val)
+        val = float(val)
+    elif isinstance(default, str):
+        if not isinstance(val, str):
+            raise _type_error(where, key, "text in quotes", val)
+    elif isinstance(default, tuple):
+        if not isinstance(val, list):
+            raise _type_error(where, key, "a list of text, e.g. [\"a\", \"b\"]", val)
+        bad = [v for v in val if not isinstance(v, str)]
+        if bad:
+            raise InputError(f"{where}: {key} must be a list of text in quotes; element "
+                             f"{bad[0]!r} is not text")
+        val = tuple(val)
+    return val
+
+
+def _section(cls, table, where: str):
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: must be a [section] table, got {table!r}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(table) - set(known))
     if unknown:
         raise InputError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    values = {}
-    for key, val in table.items():
-        default = known[key].default
-        if isinstance(default, tuple):
-            if not isinstance(val, list):
-                raise InputError(f"{where}.{key}: expected a list, got {val!r}")
-            val = tuple(val)
-        elif isinstance(default, bool) and not isinstance(val, bool):
-            raise InputError(f"{where}.{key}: expected true or false, got {val!r}")
-        elif isinstance(default, int | float) and not isinstance(val, int | float):
-            raise InputError(f"{where}.{key}: expected a number, got {val!r}")
-        values[key] = val
+    values = {key: _check_value(where, key, known[key].default, val)
+              for key, val in table.items()}
     return cls(**values)
 
 
@@ -129,8 +157,17 @@ def load_config(path: str | Path) -> StudyConfig:
     if unknown:
         raise InputError(f"{path}: unknown section(s) {unknown}; known: study, {', '.join(sections)}")
     study = data.get("study", {})
+    where = f"{path.name} [study]"
+    if not isinstance(study, dict):
+        raise InputError(f"{where}: must be a [study] table")
+    unknown = sorted(set(study) - {"name", "out"})
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {unknown}; known: ['name', 'out']")
     if "out" not in study:
         raise InputError(f"{path}: [study] needs out = \"FOLDER\" for the results")
+    for key in ("name", "out"):
+        if key in study:
+            _check_value(where, key, "", study[key])
     base = path.resolve().parent
     parsed = {k: _section(cls, data.get(k, {}), f"{path.name} [{k}]") for k, cls in sections.items()}
     out = Path(study["out"]).expanduser()
@@ -278,7 +315,7 @@ def run_pipeline(cfg: StudyConfig, overwrite: bool = False) -> dict:
     trial_files = [p for p in (sim, model_trials) if p is not None] + sessions
     page = steps.run("report", render_report, trial_files, out / "report", acc,
                      normalization=cfg.report.normalization, n_boot=cfg.report.n_boot,
-                     seed=cfg.report.seed)
+                     seed=cfg.report.seed, say=lambda line: print(f"   {line}"))
     record = provenance(config=config_record)
     record.update(status="complete", steps_seconds=steps.times, total_seconds=round(time.perf_counter() - t0, 1),
                   stimulus_set=str(set_dir), lists=[str(p) for p in list_paths],

@@ -12,19 +12,26 @@ its (1 − α) percentile interval excludes 0. Power is the detection rate over 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from analysis.align import MSE_FLOOR
 from analysis.normalize import DEFAULT_METHOD, normalize
 from analysis.power_engine import PowerPoint, simulate_power, smallest_n
 from experiment.lists import latin_square_levels
 from experiment.simulate import PsychometricObserver, simulate_observer
 from stimuli.atomic import atomic_write_bytes, atomic_write_text
 from stimuli.build import DEFAULT_LEVELS, log_spaced_levels
+from stimuli.cli_types import float_in, int_at_least, int_in, int_list
 from stimuli.errors import InputError
+from stimuli.outputs import building_folder, check_output_folder
 from stimuli.provenance import provenance
+
+#: Fewest bootstrap resamples a simulated study may use (its interval needs the tails).
+MIN_BOOT = 50
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,14 @@ class PowerDesign:
         if self.n_images < len(self.levels_percent):
             raise InputError(f"n_images {self.n_images} < number of levels "
                              f"{len(self.levels_percent)}: each participant needs ≥1 image per level")
-        if not 0 < self.alpha < 1 or self.n_boot < 50:
-            raise InputError("alpha must be in (0, 1) and n_boot ≥ 50")
+        if len(self.levels_percent) < 2:
+            raise InputError(f"{len(self.levels_percent)} level(s): a decision curve needs at "
+                             "least 2 levels")
+        if not 0 < self.alpha < 1:
+            raise InputError(f"alpha {self.alpha:g} must be in (0, 1)")
+        if self.n_boot < MIN_BOOT:
+            raise InputError(f"n_boot {self.n_boot} is too small: the bootstrap needs at least "
+                             f"{MIN_BOOT} resamples")
 
     def observer(self, threshold: float, slope: float, lapse: float) -> PsychometricObserver:
         return PsychometricObserver(threshold=threshold, slope=slope, lapse=lapse)
@@ -71,8 +84,12 @@ def _scores(acc_h: np.ndarray, design: PowerDesign) -> np.ndarray:
     """−log MSE of models A, B against pooled human curves (..., L) → (..., 2)."""
     norm_h = normalize(acc_h, design.normalization, 0.5)[..., None, :]
     norm_m = normalize(design.model_curves(), design.normalization, 0.5)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.log(np.nanmean((norm_m - norm_h) ** 2, axis=-1))
+    # an undefined normalized curve gives NaN (no level to compare) without a warning;
+    # perfect agreement is capped as in analysis.align (MSE floored at MSE_FLOOR)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mse = np.nanmean((norm_m - norm_h) ** 2, axis=-1)
+    return -np.log(np.maximum(mse, MSE_FLOOR))
 
 
 def expected_scores(design: PowerDesign, n_draws: int = 20000, seed: int = 0) -> np.ndarray:
@@ -92,6 +109,8 @@ def detect(k: np.ndarray, m: np.ndarray, design: PowerDesign, rng: np.random.Gen
     acc = (w @ k) / (w @ m)                                 # (R, L) pooled human curves
     s = _scores(acc, design)
     diff = s[:, 0] - s[:, 1]
+    if np.isnan(diff).all():
+        return False
     lo, hi = np.nanpercentile(diff, [50 * design.alpha, 100 - 50 * design.alpha])
     return bool(lo > 0 or hi < 0)
 
@@ -174,34 +193,61 @@ def _figure(points: list[PowerPoint], target: float, path: Path, title: str) -> 
     atomic_write_bytes(path, buf.getvalue())
 
 
+#: Largest participant count --n simulates (a study of more is not a pilot question).
+MAX_N = 10_000
+
+
+def _participant_counts(text: str) -> list[int]:
+    """--n: comma-separated participant counts, each in [2, MAX_N]."""
+    import argparse
+
+    values = int_list(2)(text)
+    if max(values) > MAX_N:
+        raise argparse.ArgumentTypeError(f"{max(values)} participants is too many (at most {MAX_N})")
+    return sorted(set(values))
+
+
+_participant_counts.__name__ = "participant counts"
+
+
 def add_arguments(parser) -> None:
     d = PowerDesign()
     parser.add_argument("--out", required=True, help="folder for power.csv, power.png, power.json")
-    parser.add_argument("--n", default="4,8,16,32,64", help="participant counts (comma-separated)")
-    parser.add_argument("--sims", type=int, default=200, help="simulated studies per count")
-    parser.add_argument("--power", type=float, default=0.8, help="target power")
-    parser.add_argument("--alpha", type=float, default=d.alpha)
-    parser.add_argument("--images", type=int, default=d.n_images, help="images in the set")
-    parser.add_argument("--levels", type=int, default=len(d.levels_percent),
-                        help="log-spaced levels from 1 to 100 %%")
-    parser.add_argument("--human-threshold", type=float, default=d.human_threshold)
-    parser.add_argument("--human-threshold-sd", type=float, default=d.human_threshold_sd,
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier power analysis in --out")
+    parser.add_argument("--n", type=_participant_counts, default="4,8,16,32,64",
+                        help="participant counts (comma-separated, each ≥ 2)")
+    parser.add_argument("--sims", type=int_in(1, 100_000), default=200,
+                        help="simulated studies per count")
+    parser.add_argument("--power", type=float_in(0, 1, low_open=True), default=0.8,
+                        help="target power, in (0, 1]")
+    parser.add_argument("--alpha", type=float_in(0, 1, low_open=True, high_open=True),
+                        default=d.alpha, help="two-sided level, in (0, 1)")
+    parser.add_argument("--images", type=int_in(2, 1_000_000), default=d.n_images,
+                        help="images in the set (at least one per level)")
+    parser.add_argument("--levels", type=int_in(2, 100), default=len(d.levels_percent),
+                        help="log-spaced levels from 1 to 100 %% (at least 2)")
+    percent = float_in(0, 100, low_open=True)
+    positive = float_in(0, 1e6, low_open=True)
+    parser.add_argument("--human-threshold", type=percent, default=d.human_threshold,
+                        help="%% revealed, in (0, 100]")
+    parser.add_argument("--human-threshold-sd", type=float_in(0, 5), default=d.human_threshold_sd,
                         help="between-participant sd of log10 threshold")
-    parser.add_argument("--human-slope", type=float, default=d.human_slope)
-    parser.add_argument("--human-lapse", type=float, default=d.human_lapse)
-    parser.add_argument("--model-a-threshold", type=float, default=d.model_a_threshold)
-    parser.add_argument("--model-b-threshold", type=float, default=d.model_b_threshold)
-    parser.add_argument("--model-slope", type=float, default=d.model_slope)
+    parser.add_argument("--human-slope", type=positive, default=d.human_slope)
+    parser.add_argument("--human-lapse", type=float_in(0, 0.5, high_open=True),
+                        default=d.human_lapse, help="in [0, 0.5)")
+    parser.add_argument("--model-a-threshold", type=percent, default=d.model_a_threshold)
+    parser.add_argument("--model-b-threshold", type=percent, default=d.model_b_threshold)
+    parser.add_argument("--model-slope", type=positive, default=d.model_slope)
     parser.add_argument("--normalization", default=d.normalization, choices=("chance", "minmax"))
-    parser.add_argument("--boot", type=int, default=d.n_boot, help="bootstrap resamples per study")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--boot", type=int_in(MIN_BOOT, 100_000), default=d.n_boot,
+                        help=f"bootstrap resamples per study (at least {MIN_BOOT})")
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
 
 
 def main(args) -> int:
-    try:
-        n_values = sorted({int(v) for v in args.n.split(",") if v.strip()})
-    except ValueError:
-        raise InputError(f"--n {args.n!r}: give participant counts like 4,8,16") from None
+    n_values = args.n
+    out = check_output_folder(args.out, option="--out", overwrite=args.overwrite)
     design = PowerDesign(
         levels_percent=log_spaced_levels(args.levels),
         n_images=args.images, human_threshold=args.human_threshold,
@@ -216,20 +262,20 @@ def main(args) -> int:
     null = power_analysis(replace(design, model_b_threshold=design.model_a_threshold),
                           n_values, args.sims, args.seed + 1)
     need = smallest_n(points, args.power)
-    out = Path(args.out)
     lines = ["n_participants,power,mc_se,n_sims,rejections,false_positive_rate"]
     lines += [f"{p.n},{p.power:.4f},{p.mc_se:.4f},{p.n_sims},{p.rejections},{q.power:.4f}"
               for p, q in zip(points, null, strict=True)]
-    atomic_write_text(out / "power.csv", "\n".join(lines) + "\n")
     title = (f"A: threshold {design.model_a_threshold:g}%, B: {design.model_b_threshold:g}% "
              f"(−log MSE {truth[0]:.2f} vs {truth[1]:.2f}); α={design.alpha:g}")
-    _figure(points, args.power, out / "power.png", title)
     record = provenance(**asdict(design), n_values=n_values, n_sims=args.sims,
                         target_power=args.power, seed=args.seed)
     record["expected_scores"] = {"model_a": float(truth[0]), "model_b": float(truth[1])}
     record["smallest_n"] = need
     record["observers"] = "simulated (experiment.simulate.PsychometricObserver)"
-    atomic_write_text(out / "power.json", json.dumps(record, indent=2) + "\n")
+    with building_folder(out, "analysis power") as tmp:
+        atomic_write_text(tmp / "power.csv", "\n".join(lines) + "\n")
+        _figure(points, args.power, tmp / "power.png", title)
+        atomic_write_text(tmp / "power.json", json.dumps(record, indent=2) + "\n")
     print("\n".join(lines))
     print(f"expected −log MSE: model A {truth[0]:.3f}, model B {truth[1]:.3f}")
     print(f"smallest n with power ≥ {args.power:g}: "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,8 +21,11 @@ from analysis.curves import accuracy_curves, count_matrix, pooled_curve
 from analysis.exclusions import ExclusionRules, apply_exclusions
 from analysis.load import load_trials
 from analysis.normalize import DEFAULT_METHOD, METHODS
+from analysis.trial_checks import check_input_files, check_unique_trials, split_shared_observers
 from stimuli.atomic import atomic_write_bytes, atomic_write_text
+from stimuli.cli_types import float_in, int_in
 from stimuli.errors import InputError
+from stimuli.outputs import building_folder, check_output_folder
 from stimuli.provenance import file_sha256, provenance
 
 ACCURACY_COLUMNS = ("model_name", "top1", "harmonized")
@@ -71,24 +74,75 @@ def _fit_table(curves: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
     return _labelled(pd.concat(frames, ignore_index=True))
 
 
+def _check_paths(trials, out: Path, model_accuracy, overwrite: bool) -> list | None:
+    """Refuse a bad --out, a trial table given twice, a bad accuracy file: before any work."""
+    paths = None
+    if not isinstance(trials, pd.DataFrame):
+        paths = [trials] if isinstance(trials, str | os.PathLike) else list(trials)
+    named = list(paths or [])
+    if model_accuracy is not None and not isinstance(model_accuracy, pd.DataFrame):
+        named.append(model_accuracy)
+    check_output_folder(out, inputs=named, option="--out", overwrite=overwrite)
+    if paths is not None:
+        check_input_files(paths)
+    return paths
+
+
+def _check_references(kept: pd.DataFrame) -> None:
+    """Models are scored against people: refuse a dataset with models and no people."""
+    for dataset, rows in kept.groupby("dataset", sort=False):
+        kinds = set(rows["observer_type"])
+        if "model" in kinds and not kinds & {"human", "simulated"}:
+            raise InputError(f"dataset {dataset!r} has model trials but no human or simulated "
+                             "observers to compare them with; add their trial tables to "
+                             "--trials")
+
+
 def render_report(trials: pd.DataFrame | Iterable[str | os.PathLike], out_dir,
                   model_accuracy: str | os.PathLike | pd.DataFrame | None = None, *,
                   rules: ExclusionRules | None = None, normalization: str = DEFAULT_METHOD,
-                  n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> Path:
-    """Write figures (PNG), tables (CSV), provenance and index.html into out_dir; return the page."""
+                  n_boot: int = DEFAULT_N_BOOT, seed: int = 0, overwrite: bool = False,
+                  say: Callable[[str], object] | None = None) -> Path:
+    """Write figures (PNG), tables (CSV), provenance and index.html into out_dir; return the page.
+
+    The report is built in a hidden sibling folder and swapped in only when complete, so a
+    failure leaves an earlier report exactly as it was (and a new folder not made at all).
+    An existing non-empty ``out_dir`` needs ``overwrite`` and must be a report the suite
+    made. ``say`` (e.g. ``print``) receives the lines a person must see: exclusions and
+    warnings; they are also at the top of the page.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    paths = _check_paths(trials, out, model_accuracy, overwrite)
+    acc = None
+    if model_accuracy is not None:
+        acc = model_accuracy if isinstance(model_accuracy, pd.DataFrame) \
+            else read_model_accuracy(model_accuracy)
     inputs = []
-    if isinstance(trials, pd.DataFrame):
+    if paths is None:
         df = trials
         inputs.append({"path": "(DataFrame given in Python)", "sha256": "", "rows": len(df)})
     else:
-        df = load_trials(trials)
+        df = load_trials(paths)
         for src, rows in df.groupby("source_file", sort=False):
             inputs.append({"path": src, "sha256": file_sha256(src), "rows": len(rows)})
+    check_unique_trials(df)
+    df, warnings_ = split_shared_observers(df)
     kept, excl = apply_exclusions(df, rules)
+    _check_references(kept)
+    headline = excl.headline()
+    for line in (headline, *warnings_):
+        if say is not None:
+            say(line)
+    with building_folder(out, "analysis report") as tmp:
+        _write_report(tmp, kept, excl, inputs, acc, model_accuracy, warnings_,
+                      normalization=normalization, n_boot=n_boot, seed=seed)
+    return out / "index.html"
+
+
+def _write_report(out: Path, kept, excl, inputs, acc, model_accuracy, warnings_, *,
+                  normalization: str, n_boot: int, seed: int) -> Path:
     curves = _labelled(accuracy_curves(kept))
-    notes, figs, tables = [], [], []
+    notes, figs, tables = list(warnings_), [], []
     if "simulated" in set(curves["observer_type"]):
         notes.append("This report includes SIMULATED human observers (experiment.simulate); "
                      "they are marked '(simulated)' in every table and figure.")
@@ -139,12 +193,10 @@ def render_report(trials: pd.DataFrame | Iterable[str | os.PathLike], out_dir,
                        "vs reference), correlation across levels, threshold ratio "
                        "(model/reference) and error consistency κ, with 95% intervals.",
                        _write_csv(out, "alignment.csv", scores)))
-        if model_accuracy is None:
+        if acc is None:
             notes.append("No --model-accuracy CSV given: the ImageNet-accuracy vs alignment "
                          "figure is not drawn.")
         else:
-            acc = model_accuracy if isinstance(model_accuracy, pd.DataFrame) \
-                else read_model_accuracy(model_accuracy)
             joined = scores.merge(acc, on="model_name", how="inner")
             lost = sorted(set(scores["model_name"]) - set(joined["model_name"]))
             if lost:
@@ -197,25 +249,27 @@ def add_arguments(parser) -> None:
     parser.add_argument("--trials", nargs="+", required=True,
                         help="trial tables (suite CSVs or model-vs-human CSVs, or folders)")
     parser.add_argument("--out", required=True, help="output folder for the report")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier report in --out (only one the suite made)")
     parser.add_argument("--model-accuracy", default=None,
-                        help="CSV with model_name, top1 (fraction), harmonized (1/0)")
+                        help="CSV with model_name, top1 (fraction), harmonized (1/0); see "
+                             "docs/analysis.md")
     parser.add_argument("--normalization", choices=METHODS, default=DEFAULT_METHOD)
-    parser.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT)
+    parser.add_argument("--n-boot", type=int_in(1, 100_000), default=DEFAULT_N_BOOT)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-top-accuracy", type=float, default=0.5,
+    parser.add_argument("--min-top-accuracy", type=float_in(0, 1), default=0.5,
                         help="exclude participants at or below this accuracy on full/100%% images")
-    parser.add_argument("--max-timeout-fraction", type=float, default=0.2)
-    parser.add_argument("--fast-rt-ms", type=float, default=150.0)
-    parser.add_argument("--max-fast-fraction", type=float, default=0.1)
+    parser.add_argument("--max-timeout-fraction", type=float_in(0, 1), default=0.2)
+    parser.add_argument("--fast-rt-ms", type=float_in(0, 10_000), default=150.0)
+    parser.add_argument("--max-fast-fraction", type=float_in(0, 1), default=0.1)
 
 
 def main(args) -> int:
-    if args.n_boot < 1:
-        raise InputError(f"--n-boot must be ≥ 1, got {args.n_boot}")
     rules = ExclusionRules(min_top_accuracy=args.min_top_accuracy,
                            max_timeout_fraction=args.max_timeout_fraction,
                            fast_rt_ms=args.fast_rt_ms, max_fast_fraction=args.max_fast_fraction)
     page = render_report(args.trials, args.out, args.model_accuracy, rules=rules,
-                         normalization=args.normalization, n_boot=args.n_boot, seed=args.seed)
+                         normalization=args.normalization, n_boot=args.n_boot, seed=args.seed,
+                         overwrite=args.overwrite, say=print)
     print(page)
     return 0
