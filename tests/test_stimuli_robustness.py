@@ -116,6 +116,14 @@ def test_16bit_rgb_png_reads_as_the_8bit_photo(tmp_path):
     assert np.abs(load_image(path).astype(int) - rgb8).max() <= 1
 
 
+def test_16bit_png_transparent_value_is_composited_over_white(tmp_path):
+    values = (np.arange(16, dtype=np.uint16) * 4000).reshape(4, 4)
+    Image.fromarray(values).save(tmp_path / "t16.png", transparency=4000)
+    gray = load_image(tmp_path / "t16.png")[..., 2]
+    assert gray[0, 1] == 255  # the transparent value
+    assert [gray[0, 0], gray[0, 2], gray[3, 3]] == [0, round(8000 / 257), round(60000 / 257)]
+
+
 def test_float_and_32bit_images_are_scaled_or_refused_by_mode(tmp_path):
     _, gray8 = _gray_photo()
     Image.fromarray(gray8.astype(np.float32) / 255).save(tmp_path / "unit.tiff")
