@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
+import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from experiment.__main__ import COMMANDS
 from experiment.online.build import build_site, load_lists
@@ -15,6 +20,8 @@ from experiment.online.sample_study import make_lists, make_stimulus_set
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows, write_table
 from stimuli.command_line import dispatch
 from stimuli.errors import InputError
+from stimuli.outputs import MARK
+from tests.test_online_server import deny_writing
 
 
 @pytest.fixture
@@ -140,3 +147,122 @@ def test_builds_from_lists_written_by_experiment_lists_with_practice(tmp_path):
         row = next(r for r in rows if r["stimulus_id"] == t["stimulus_id"])
         assert served.read_bytes() == (paths[0].parent / row["file"]).read_bytes()
         assert "src" not in t
+
+
+# ---- issue 12: verified stimuli, suite folders, the title, the serve hint, bad --out
+
+def _build_cli(lists, stimuli, out, *more) -> int:
+    return dispatch("python -m experiment", COMMANDS, [
+        "build-online", "--lists", str(lists), "--stimuli", str(stimuli), "--out", str(out),
+        *more])
+
+
+def _one_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_a_changed_stimulus_is_refused_by_name(study, tmp_path, capsys):
+    lists, stimuli = study
+    used = (lists.parent / read_rows(lists, TRIAL_LIST_COLUMNS)[1]["file"]).resolve()
+    with Image.open(used) as im:   # same size and format, one pixel different
+        pixels = np.array(im)
+    pixels[0, 0] = 255 - pixels[0, 0]
+    Image.fromarray(pixels).save(used)
+    assert _build_cli(lists, stimuli, tmp_path / "site") == 2
+    err = _one_error(capsys)
+    assert used.name in err and "changed since" in err and "manifest.csv" in err
+    assert not (tmp_path / "site").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site")]
+
+
+def test_a_changed_practice_image_is_refused_by_its_list_sha256(tmp_path):
+    from experiment.lists import ListConfig, write_lists
+    from tests.stimulus_sets import make_stimulus_set as make_set
+
+    make_set(tmp_path / "set", 3, 3, 3)
+    make_set(tmp_path / "practice", 2, 2, 3, prefix="prac")
+    paths = write_lists(tmp_path / "set", tmp_path / "lists", ListConfig(n_practice=4),
+                        tmp_path / "practice")
+    row = next(r for r in read_rows(paths[0], TRIAL_LIST_COLUMNS) if r["practice"] == "1")
+    practice_file = (paths[0].parent / row["file"]).resolve()
+    practice_file.write_bytes(practice_file.read_bytes()[:-10])   # shrunk
+    with pytest.raises(InputError, match="changed since") as err:
+        build_site([tmp_path / "lists"], tmp_path / "set", tmp_path / "site")
+    assert practice_file.name in str(err.value) and "list-" in str(err.value)
+    assert not (tmp_path / "site").exists()
+
+
+def test_site_is_a_marked_suite_folder_with_umask_permissions(study, tmp_path):
+    lists, stimuli = study
+    old = os.umask(0o022)
+    try:
+        out = build_site([lists], stimuli, tmp_path / "site")
+    finally:
+        os.umask(old)
+    assert (out / MARK).is_file()
+    for folder in (out, out / "public", out / "public" / "stimuli", out / "lists"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
+    for f in (out / "study.json", out / "public" / "index.html", out / "lists" / "L0.json"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+
+
+def test_overwrite_replaces_only_a_site_the_suite_made(study, tmp_path, capsys):
+    lists, stimuli = study
+    mine = tmp_path / "site"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    assert _build_cli(lists, stimuli, mine, "--overwrite") == 2
+    assert "not made by this suite" in _one_error(capsys)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "unwritable", "the stimulus set"])
+def test_bad_out_is_one_error_before_any_work(study, tmp_path, capsys, monkeypatch, where):
+    lists, stimuli = study
+    (tmp_path / "a-file").write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = {"a file": tmp_path / "a-file", "under a file": tmp_path / "a-file" / "site",
+           "unwritable": locked / "site", "the stimulus set": stimuli}[where]
+    deny_writing(monkeypatch, locked)
+    try:
+        assert _build_cli(lists, stimuli, out, "--overwrite") == 2
+    finally:
+        locked.chmod(0o700)
+    err = _one_error(capsys)
+    assert str(out) in err
+    assert (tmp_path / "a-file").read_text() == "x" and list(locked.iterdir()) == []
+    assert (stimuli / "manifest.csv").is_file()
+
+
+def test_title_heads_the_page_escaped(study, tmp_path):
+    lists, stimuli = study
+    title = 'Tiere & <Dinge> "schnell"'
+    assert _build_cli(lists, stimuli, tmp_path / "site", "--title", title) == 0
+    page = (tmp_path / "site" / "public" / "index.html").read_text()
+    escaped = "Tiere &amp; &lt;Dinge&gt; &quot;schnell&quot;"
+    assert f"<title>{escaped}</title>" in page
+    assert re.search(r'<h1 id="rc-title"[^>]*>' + re.escape(escaped) + "</h1>", page)
+    assert "<Dinge>" not in page and "Animal or not?" not in page
+    assert json.loads((tmp_path / "site" / "study.json").read_text())["title"] == title
+    # the page loads the script that hides the heading while trials run
+    assert '<script src="site-title.js" defer></script>' in page
+    assert (tmp_path / "site" / "public" / "site-title.js").is_file()
+
+
+@pytest.mark.parametrize("title", ["", "   ", "x" * 121, "tab\there"])
+def test_unusable_titles_are_refused(study, tmp_path, capsys, title):
+    lists, stimuli = study
+    assert _build_cli(lists, stimuli, tmp_path / "site", "--title", title) == 2
+    assert "--title" in _one_error(capsys) and not (tmp_path / "site").exists()
+
+
+def test_serve_hint_is_shell_quoted(study, tmp_path, capsys):
+    lists, stimuli = study
+    out = tmp_path / "my site; rm -rf x"
+    assert _build_cli(lists, stimuli, out) == 0
+    hint = capsys.readouterr().out.split("serve it with: ", 1)[1].strip()
+    assert shlex.split(hint) == ["python", "-m", "experiment", "serve", str(out),
+                                 "--db", "study.sqlite"]

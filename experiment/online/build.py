@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import re
 import secrets
+import shlex
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
@@ -14,8 +16,10 @@ from urllib.parse import quote
 from experiment.online.config import SAFE_ID, StudyConfig, Timing, parse_keys
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows
 from stimuli.atomic import atomic_write_text
+from stimuli.cli_types import float_in
 from stimuli.errors import InputError
-from stimuli.provenance import provenance
+from stimuli.outputs import building_folder, check_output_folder
+from stimuli.provenance import provenance, verify_files
 from stimuli.schema import CATEGORIES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +32,9 @@ VENDOR_FILES = {
     "@jspsych/plugin-html-keyboard-response/dist/index.browser.min.js":
         "plugin-html-keyboard-response.js",
 }
-OUR_FILES = ("index.html", "experiment.css", "experiment.js", "plugin-rapid-categorization.js")
+OUR_FILES = ("index.html", "experiment.css", "experiment.js", "plugin-rapid-categorization.js",
+             "site-title.js")
+MAX_TITLE = 120
 
 
 def _int(value: str, what: str, where: str) -> int:
@@ -38,7 +44,8 @@ def _int(value: str, what: str, where: str) -> int:
         raise InputError(f"{where}: {what} must be an integer, got {value!r}") from None
 
 
-def _list_row(row: dict, where: str, stimuli: Path, manifest: dict, list_dir: Path) -> dict:
+def _list_row(row: dict, where: str, stimuli: Path, manifest: dict, list_dir: Path,
+              manifest_sha: dict, f: str) -> dict:
     """One validated trial of a list, as the page and the server use it."""
     list_id = row["list_id"]
     if not SAFE_ID.match(list_id):
@@ -79,9 +86,16 @@ def _list_row(row: dict, where: str, stimuli: Path, manifest: dict, list_dir: Pa
             level_percent = float(level_percent)
         except ValueError:
             raise InputError(f"{where}: level_percent {level_percent!r} is not a number") from None
+    sha = (row.get("sha256") or "").strip().lower()
+    if src.is_relative_to(root):
+        if sha and manifest_sha.get(sid, "") and sha != manifest_sha[sid]:
+            raise InputError(f"{where}: sha256 of {sid!r} differs from {stimuli / 'manifest.csv'}; "
+                             "the lists were made from another version of this set — regenerate them")
+        sha = manifest_sha.get(sid, "")
     return {
         "block": _int(row["block"], "block", where), "trial": _int(row["trial"], "trial", where),
         "practice": int(practice), "stimulus_id": sid, "file": site_file, "src": str(src),
+        "sha256": sha, "source": str(stimuli / "manifest.csv") if src.is_relative_to(root) else f,
         "image_id": row["image_id"], "category": row["category"],
         "level_index": _int(row["level_index"], "level_index", where),
         "level_percent": level_percent if level_percent != "" else None,
@@ -92,8 +106,9 @@ def _list_row(row: dict, where: str, stimuli: Path, manifest: dict, list_dir: Pa
 def load_lists(paths: Sequence[str | Path], stimuli: Path) -> dict[str, list[dict]]:
     """Read trial-list CSVs (files, or folders of *.csv) -> {list_id: trials in file order}."""
     manifest_path = stimuli / "manifest.csv"
-    manifest = {r["stimulus_id"]: r["file"]
-                for r in read_rows(manifest_path, ("stimulus_id", "file"))}
+    manifest_rows = read_rows(manifest_path, ("stimulus_id", "file"))
+    manifest = {r["stimulus_id"]: r["file"] for r in manifest_rows}
+    manifest_sha = {r["stimulus_id"]: (r.get("sha256") or "") for r in manifest_rows}
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -114,7 +129,7 @@ def load_lists(paths: Sequence[str | Path], stimuli: Path) -> dict[str, list[dic
                 raise InputError(f"{f}: list_id {lid!r} also appears in {owner[lid]}")
             owner[lid] = f
             lists.setdefault(lid, []).append(_list_row(row, f"{f} line {i}", stimuli, manifest,
-                                                          f.parent))
+                                                          f.parent, manifest_sha, str(f)))
     if not lists:
         raise InputError(f"no trials in {', '.join(map(str, files))}")
     for lid, trials in lists.items():
@@ -124,6 +139,14 @@ def load_lists(paths: Sequence[str | Path], stimuli: Path) -> dict[str, list[dic
                              "triple; each trial must be unique")
         for seq, t in enumerate(trials):
             t["seq"] = seq
+    # every image the site will copy must be the one its manifest (or list) recorded: a
+    # swapped or shrunk file would otherwise be shown to every participant without a word
+    by_source: dict[str, list] = {}
+    for trials in lists.values():
+        for t in trials:
+            by_source.setdefault(t.pop("source"), []).append((t["src"], t.pop("sha256")))
+    for source, pairs in by_source.items():
+        verify_files(pairs, source)
     return lists
 
 
@@ -132,27 +155,27 @@ def build_site(lists_paths: Sequence[str | Path], stimuli: str | Path, out: str 
                overwrite: bool = False) -> Path:
     """Write the study site atomically: public/ is served, lists/ and study.json only read."""
     stimuli, out = Path(stimuli), Path(out)
+    check_output_folder(out, inputs=[stimuli, *lists_paths], overwrite=overwrite)
     nm = Path(node_modules) if node_modules else REPO_ROOT / "node_modules"
     missing = [src for src in VENDOR_FILES if not (nm / src).is_file()]
     if missing:
         raise InputError(f"{nm}: jsPsych files missing ({missing[0]} …); run `make web-deps` "
                          "(npm ci) in the repository root")
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} exists; pass --overwrite or choose another --out")
     lists = load_lists(lists_paths, stimuli)
     if config is None:
         config = StudyConfig(study_id=secrets.token_hex(4), lists=tuple(lists))
     else:
         config = StudyConfig(**{**config.__dict__, "lists": tuple(lists)})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    # written aside, marked as the suite's, swapped in only when complete (stimuli.outputs)
+    with building_folder(out, "experiment build-online") as tmp:
         public = tmp / "public"
         (public / "vendor").mkdir(parents=True)
         for src, name in VENDOR_FILES.items():
             shutil.copyfile(nm / src, public / "vendor" / name)
         for name in OUR_FILES:
             shutil.copyfile(WEB_DIR / name, public / name)
+        atomic_write_text(public / "index.html",
+                          titled_page((WEB_DIR / "index.html").read_text(), config.title))
         used = sorted({(t["file"], t.pop("src")) for trials in lists.values() for t in trials})
         for site_file, src in used:
             dest = public / site_file
@@ -166,17 +189,26 @@ def build_site(lists_paths: Sequence[str | Path], stimuli: str | Path, out: str 
         atomic_write_text(tmp / "provenance.json", json.dumps(provenance(
             lists=[str(p) for p in lists_paths], stimuli=str(stimuli), n_stimuli=len(used),
             study=config.to_json()), indent=2, default=str))
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            out.rename(trash / out.name)
-            tmp.rename(out)
-            shutil.rmtree(trash)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
+
+
+def titled_page(page: str, title: str) -> str:
+    """index.html with the study's title (escaped) as its <title> and its heading."""
+    text = html.escape(title)
+    page, n_title = re.subn(r"<title>.*?</title>", lambda _: f"<title>{text}</title>", page,
+                            count=1)
+    page, n_head = re.subn(r'(<h1 id="rc-title"[^>]*>).*?(</h1>)',
+                           lambda m: m.group(1) + text + m.group(2), page, count=1)
+    if (n_title, n_head) != (1, 1):
+        raise RuntimeError("index.html lost its <title> or <h1 id=\"rc-title\">")
+    return page
+
+
+def check_title(title: str) -> str:
+    """The --title as given, or InputError if it cannot head a page."""
+    if not title.strip() or len(title) > MAX_TITLE or not title.isprintable():
+        raise InputError(f"--title {title!r}: give 1-{MAX_TITLE} printable characters")
+    return title
 
 
 def add_arguments(parser) -> None:
@@ -186,13 +218,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="site folder to write")
     parser.add_argument("--keys", default="f,j", help="animal key, non-animal key (default f,j)")
     parser.add_argument("--study-id", default=None, help="id of this study (default: random)")
-    parser.add_argument("--title", default=StudyConfig.title)
+    parser.add_argument("--title", default=StudyConfig.title,
+                        help="the page's title and heading (default: %(default)s)")
     parser.add_argument("--completion-code", default="",
                         help="code shown at the end (e.g. Prolific's completion code)")
     parser.add_argument("--completion-url", default="",
                         help="URL the page goes to at the end, e.g. "
                              "https://app.prolific.com/submissions/complete?cc=CODE")
-    parser.add_argument("--too-slow-ms", type=float, default=Timing.too_slow_ms)
+    parser.add_argument("--too-slow-ms", type=float_in(0, 10_000, low_open=True),
+                        default=Timing.too_slow_ms)
     parser.add_argument("--node-modules", default=None,
                         help="folder holding jspsych (default: the repository's node_modules)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing site")
@@ -205,12 +239,12 @@ def main(args) -> int:
     if args.completion_url and not args.completion_url.startswith(("https://", "http://")):
         raise InputError(f"--completion-url {args.completion_url!r} must start with https://")
     config = StudyConfig(study_id=study_id, lists=(), keys=parse_keys(args.keys),
-                         title=args.title, completion_code=args.completion_code,
+                         title=check_title(args.title), completion_code=args.completion_code,
                          completion_url=args.completion_url,
                          timing=Timing(too_slow_ms=args.too_slow_ms))
     out = build_site(args.lists, args.stimuli, args.out, config, args.node_modules,
                      args.overwrite)
     n = len(json.loads((out / "study.json").read_text())["lists"])
-    print(f"wrote {out} ({n} lists); serve it with: python -m experiment serve {out} "
-          "--db study.sqlite")
+    print(f"wrote {out} ({n} lists); serve it with: python -m experiment serve "
+          f"{shlex.quote(str(out))} --db study.sqlite")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def make_stimulus_set(folder: str | Path, n_images: int = 4, size: int = 256,
             rows.append({"stimulus_id": sid, "file": rel, "image_id": f"img{i:02d}",
                          "category": category, "class_index": "", "level_index": li,
                          "level_percent": pct, "n_revealed": "", "budget": "",
-                         "centroid_dx": 0, "centroid_dy": 0, "seed": seed, "sha256": ""})
+                         "centroid_dx": 0, "centroid_dy": 0, "seed": seed,
+                         "sha256": hashlib.sha256((folder / rel).read_bytes()).hexdigest()})
     write_table(folder / "manifest.csv", rows, STIMULUS_MANIFEST_COLUMNS)
     return rows
 
