@@ -19,6 +19,7 @@ from analysis.align import align, reference_type
 from analysis.bootstrap import DEFAULT_N_BOOT, bootstrap_fit
 from analysis.curves import accuracy_curves, count_matrix, pooled_curve
 from analysis.exclusions import ExclusionRules, apply_exclusions
+from analysis.import_mvh import categorical_accuracy, is_categorical
 from analysis.load import load_trials
 from analysis.normalize import DEFAULT_METHOD, METHODS
 from analysis.trial_checks import check_input_files, check_unique_trials, split_shared_observers
@@ -141,8 +142,43 @@ def render_report(trials: pd.DataFrame | Iterable[str | os.PathLike], out_dir,
 
 def _write_report(out: Path, kept, excl, inputs, acc, model_accuracy, warnings_, *,
                   normalization: str, n_boot: int, seed: int) -> Path:
-    curves = _labelled(accuracy_curves(kept))
     notes, figs, tables = list(warnings_), [], []
+    graded, categorical = _split_categorical(out, kept)
+    if not graded.empty:
+        _graded_sections(out, graded, acc, notes, figs, tables, normalization=normalization,
+                         n_boot=n_boot, seed=seed)
+    tables.extend(categorical)
+    excl_table = _labelled(excl.observers.assign(model_name=""))
+    tables.append(("Observers and exclusions", "Per-observer statistics behind the rules.",
+                   _write_csv(out, "exclusions.csv", excl_table)))
+
+    params = {"trials": [i["path"] for i in inputs], "normalization": normalization,
+              "n_boot": n_boot, "seed": seed, "exclusions": asdict(excl.rules),
+              "model_accuracy": None if model_accuracy is None else str(model_accuracy)
+              if not isinstance(model_accuracy, pd.DataFrame) else "(DataFrame)"}
+    prov = provenance(**params)
+    record = {**prov, "inputs": inputs, "exclusions": excl.summary(), "notes": notes}
+    atomic_write_text(out / "provenance.json", json.dumps(record, indent=2, default=str))
+    return _write_html(out, prov, inputs, excl.summary(), notes, figs, tables)
+
+
+def _split_categorical(out: Path, kept: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """Categorical experiments (model-vs-human's colour, rotation, sketch, …: no levels) are
+    not fit: their accuracy per condition is one table. Returns the graded rows and it."""
+    categorical = is_categorical(kept)
+    if not categorical.any():
+        return kept, []
+    table = categorical_accuracy(kept)
+    return kept[~categorical], [(
+        "Accuracy per condition (categorical experiments)",
+        "No curve is fit: one row per observer and condition, then the pooled row per observer "
+        "type (observer_id 'all'); Wilson 95% intervals; guess = chance.",
+        _write_csv(out, "categorical_accuracy.csv", table))]
+
+
+def _graded_sections(out: Path, kept, acc, notes, figs, tables, *, normalization: str,
+                     n_boot: int, seed: int) -> None:
+    curves = _labelled(accuracy_curves(kept))
     if "simulated" in set(curves["observer_type"]):
         notes.append("This report includes SIMULATED human observers (experiment.simulate); "
                      "they are marked '(simulated)' in every table and figure.")
@@ -209,18 +245,6 @@ def _write_report(out: Path, kept, excl, inputs, acc, model_accuracy, warnings_,
                              "Top-1 accuracy against −log MSE alignment (95% interval); the "
                              "dashed line is the Pareto front of non-harmonized models.",
                              "accuracy_vs_alignment.png"))
-    excl_table = _labelled(excl.observers.assign(model_name=""))
-    tables.append(("Observers and exclusions", "Per-observer statistics behind the rules.",
-                   _write_csv(out, "exclusions.csv", excl_table)))
-
-    params = {"trials": [i["path"] for i in inputs], "normalization": normalization,
-              "n_boot": n_boot, "seed": seed, "exclusions": asdict(excl.rules),
-              "model_accuracy": None if model_accuracy is None else str(model_accuracy)
-              if not isinstance(model_accuracy, pd.DataFrame) else "(DataFrame)"}
-    prov = provenance(**params)
-    record = {**prov, "inputs": inputs, "exclusions": excl.summary(), "notes": notes}
-    atomic_write_text(out / "provenance.json", json.dumps(record, indent=2, default=str))
-    return _write_html(out, prov, inputs, excl.summary(), notes, figs, tables)
 
 
 def _write_html(out, prov, inputs, exclusions, notes, figs, tables) -> Path:
