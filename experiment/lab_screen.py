@@ -7,6 +7,8 @@ read back from ``win.frameIntervals``.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 import numpy as np
@@ -22,6 +24,28 @@ class QuitRequested(Exception):
     """The participant or experimenter pressed Escape."""
 
 
+def check_display(screen: int) -> int:
+    """Connect to the display and check ``screen`` exists there; returns the number of screens.
+
+    Done before PsychoPy is imported: its import opens a window, so with no display it
+    would fail with a pyglet traceback instead of one clear error.
+    """
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        raise InputError("no display: DISPLAY is not set; run-lab needs a screen - run it from the "
+                         "lab computer's desktop session (or under Xvfb for tests, see "
+                         "docs/experiment.md)")
+    try:
+        import pyglet
+
+        canvas = getattr(pyglet, "canvas", None) or pyglet.display
+        screens = canvas.get_display().get_screens()
+    except Exception as err:  # pyglet's NoSuchDisplayException and platform variants
+        raise InputError(f"no display: cannot open {os.environ.get('DISPLAY', 'the display')} "
+                         f"({err}); check the lab computer's display (or start Xvfb for tests)") from None
+    if screen >= len(screens):
+        raise InputError(f"--screen {screen}: this display has {len(screens)} screen(s), "
+                         f"numbered 0-{len(screens) - 1}")
+    return len(screens)
 
 
 def _pyglet_import_guard() -> None:
@@ -133,7 +157,11 @@ def shown_frames(intervals: list[float], hz: float) -> tuple[int, int]:
 def run_trial(screen: LabScreen, image_path: str, category: str, practice: bool,
               mapping: dict[str, str], timing: TrialTiming, hz: float,
               fixation_ms: float, on_onset=None) -> dict:
-    """Present one trial frame by frame; returns the measured trial fields of the trial table."""
+    """Present one trial frame by frame; returns the measured trial fields of the trial table.
+
+    ``on_onset(t)`` is called after the onset flip with ``time.perf_counter()`` taken when
+    the RT clock was zeroed.
+    """
     win, kb = screen.win, screen.kb
     keys = [mapping["animal"], mapping["non-animal"]]
     n_fix = max(1, timing.frames(fixation_ms, hz))
@@ -148,15 +176,16 @@ def run_trial(screen: LabScreen, image_path: str, category: str, practice: bool,
         screen.flip()
         screen.check_keys([])
     n0 = len(win.frameIntervals)
-    pressed = []
+    pressed, onset = [], []
     for i in range(n_stim):
         screen.image.draw()
         if i == 0:
             win.callOnFlip(kb.clock.reset)  # RT zero is the onset flip
             win.callOnFlip(kb.clearEvents)
+            win.callOnFlip(lambda: onset.append(time.perf_counter()))
         screen.flip()
         if i == 0 and on_onset:
-            on_onset()
+            on_onset(onset[0])  # RT zero on the system's monotonic clock (for tests, logs)
         pressed += screen.check_keys(keys)
     # Blank frames up to the end of the 550 ms window; the first one is the stimulus offset.
     for j in range(n_window - n_stim):

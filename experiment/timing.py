@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
+import platform
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +16,7 @@ from experiment.lab_screen import TrialTiming
 from experiment.schema import TRIAL_COLUMNS, read_rows
 from stimuli.atomic import atomic_write_text
 from stimuli.errors import InputError
+from stimuli.outputs import check_output_file
 
 DEFAULT_TIMING = TrialTiming()
 
@@ -68,6 +73,92 @@ def timing_report(rows: list[dict], path: Path, timing: TrialTiming = DEFAULT_TI
     return report
 
 
+def partial_rows(path: Path) -> int:
+    """Rows of a session CSV that are not whole: cut short by a crash, or with too few cells."""
+    data = path.read_bytes()
+    torn = 1 if data and not data.endswith(b"\n") else 0
+    text = data[:data.rfind(b"\n") + 1].decode("utf-8", errors="replace")
+    lines = list(csv.reader(io.StringIO(text, newline="")))
+    return torn + sum(len(cells) != len(lines[0]) for cells in lines[1:]) if lines else torn
+
+
+def _process_alive(pid: int) -> bool:
+    """True if process ``pid`` runs here and (where /proc says) is a run-lab."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    try:
+        return b"run-lab" in cmdline.read_bytes() if cmdline.exists() else True
+    except OSError:
+        return True
+
+
+def run_state(run: dict, last: bool) -> str:
+    """What became of one start of the runner: its recorded status, or what a stale one means.
+
+    A run that never recorded its end was killed (SIGKILL, power, a crash) unless it is the
+    last run and its process is still alive on this computer.
+    """
+    status = run.get("status") or "unknown"
+    if status != "running":
+        return status
+    host = (run.get("provenance") or {}).get("host")
+    if last and run.get("pid") and host == platform.node() and _process_alive(int(run["pid"])):
+        return "running"
+    return "killed (no end recorded)"
+
+
+def session_checks(n_rows: int, n_partial: int, session_json: dict | None, side: Path) -> tuple[list, list]:
+    """(runs, problems): each run's state and settings, and what the session record contradicts."""
+    problems = []
+    if n_partial:
+        problems.append(f"{n_partial} partial row(s) in the CSV (cut short by a crash, or edited); "
+                        "rerun the participant to resume, which sets a torn row aside")
+    if session_json is None:
+        problems.append(f"no session record {side.name} beside the CSV: runs, refresh checks and "
+                        "trials written cannot be checked")
+        return [], problems
+    runs = []
+    raw = session_json.get("runs") or []
+    for i, run in enumerate(raw, start=1):
+        state = run_state(run, last=i == len(raw))
+        rf = run.get("refresh") or {}
+        runs.append({"run": i, "started_utc": run.get("started_utc"), "state": state,
+                     "trials_written": run.get("trials_written"),
+                     "emulated_vsync": bool(run.get("emulated_vsync")),
+                     "refresh_override": bool(rf.get("override"))})
+        if state == "running":
+            problems.append(f"run {i} is still running")
+        elif state not in ("complete", "quit (escape)"):
+            problems.append(f"run {i} {state if state.startswith('killed') else 'ended: ' + state}")
+        if run.get("emulated_vsync"):
+            problems.append(f"run {i} used emulated vsync (flips paced in software: a test or "
+                            "demo, not a lab display)")
+        if rf.get("override"):
+            problems.append(f"run {i} ran despite a failed refresh check (--allow-refresh: "
+                            + "; ".join(rf.get("problems") or ["no details"]) + ")")
+    if not raw:
+        problems.append(f"{side.name} records no runs")
+    elif runs[-1]["state"] == "quit (escape)":
+        problems.append("session not finished (last run quit by Escape); rerun to resume")
+    recorded = [r.get("trials_written") for r in raw]
+    total = sum(n or 0 for n in recorded)
+    unrecorded = any(n is None for n in recorded)
+    if n_rows < total:
+        problems.append(f"the CSV has {n_rows} whole trial row(s) but {side.name} records {total} "
+                        "written: rows are missing (file cut short, replaced or edited?)")
+    elif n_rows > total and not unrecorded:
+        problems.append(f"the CSV has {n_rows} trial rows but {side.name} records only {total} "
+                        "written (rows added from elsewhere?)")
+    return runs, problems
+
+
 def format_report(report: dict, session_json: dict | None) -> str:
     """The report as text for the terminal."""
     f, fx, to, rt = report["frames"], report["fixation_ms"], report["timeouts"], report["rt_ms"]
@@ -81,9 +172,10 @@ def format_report(report: dict, session_json: dict | None) -> str:
              f"timeouts: {to['n']} ({100 * to['rate']:.1f} %), no response {to['no_response']}"]
     if rt["n"]:
         lines.append(f"RT ms (in time): median {rt['median']:.0f}  IQR {rt['q25']:.0f}-{rt['q75']:.0f}")
-    for run in (session_json or {}).get("runs", []):
+    raw = (session_json or {}).get("runs", [])
+    for run, summary in zip(raw, report.get("runs", []), strict=False):
         fi, rf = run.get("frame_intervals", {}), run.get("refresh", {})
-        lines.append(f"run {run.get('started_utc')}: {run.get('status')}, measured "
+        lines.append(f"run {summary['run']} {run.get('started_utc')}: {summary['state']}, measured "
                      f"{rf.get('hz', float('nan')):.2f} Hz (sd {rf.get('interval_sd_ms', float('nan')):.2f} ms)"
                      f"{', OVERRIDDEN' if rf.get('override') else ''}"
                      f"{', EMULATED VSYNC' if run.get('emulated_vsync') else ''}, "
@@ -100,12 +192,26 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     path = Path(args.session)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; pass one session file, e.g. {path / 'sub-ID.csv'}")
+    side = path.with_suffix(".json")
+    if args.json:
+        check_output_file(args.json, inputs=[path, side], option="--json")
     rows = read_rows(path, required=TRIAL_COLUMNS)
     if rows and any(r["runner"] != "lab" for r in rows):
         raise InputError(f"{path}: not a lab session (runner is not 'lab'); pass a sub-ID.csv from run-lab")
     report = timing_report(rows, path)
-    side = path.with_suffix(".json")
-    session_json = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else None
+    session_json = None
+    if side.is_file():
+        try:
+            session_json = json.loads(side.read_text(encoding="utf-8"))
+            if not isinstance(session_json, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as err:
+            raise InputError(f"{side}: unreadable session record ({err})") from None
+    report["partial_rows"] = partial_rows(path)
+    report["runs"], problems = session_checks(len(rows), report["partial_rows"], session_json, side)
+    report["problems"] = [*report["problems"], *problems]
     print(format_report(report, session_json))
     if args.json:
         atomic_write_text(args.json, json.dumps({**report, "session": session_json}, indent=2) + "\n")
