@@ -17,7 +17,7 @@ import stimuli.outputs
 from experiment.__main__ import COMMANDS
 from experiment.online.build import build_site
 from experiment.online.config import ServerLimits, StudyConfig
-from experiment.online.local_server import serve_in_thread
+from experiment.online.local_server import free_port, serve_in_thread
 from experiment.online.sample_study import make_lists, make_stimulus_set
 from experiment.online.server import create_app
 from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS, read_rows
@@ -454,14 +454,23 @@ def test_serve_on_a_busy_port_fails_before_making_the_database(site, tmp_path, c
     assert err.count("error:") == 1 and f"--port {port}" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("where", ["folder", "under a file"])
-def test_serve_db_path_is_checked_first(site, tmp_path, capsys, where):
+@pytest.mark.parametrize("where", ["folder", "under a file", "unwritable"])
+def test_serve_db_path_is_checked_first(site, tmp_path, capsys, monkeypatch, where):
     (tmp_path / "a-file").write_text("x")
-    db = tmp_path if where == "folder" else tmp_path / "a-file" / "study.sqlite"
-    rc = dispatch("python -m experiment", COMMANDS, [
-        "serve", str(site), "--db", str(db), "--admin-token", ADMIN])
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    db = {"folder": tmp_path, "under a file": tmp_path / "a-file" / "study.sqlite",
+          "unwritable": locked / "study.sqlite"}[where]
+    deny_writing(monkeypatch, locked)
+    try:
+        rc = dispatch("python -m experiment", COMMANDS, [
+            "serve", str(site), "--db", str(db), "--admin-token", ADMIN, "--port",
+            str(free_port())])
+    finally:
+        locked.chmod(0o700)
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("error:") and "--db" in err
+    assert rc == 2 and err.startswith("error:") and err.count("\n") == 1 and "--db" in err
+    assert list(locked.iterdir()) == []
 
 
 @pytest.mark.parametrize("option", [["--port", "0"], ["--port", "70000"],
