@@ -1,25 +1,43 @@
 """``python -m models accuracy``: ImageNet top-1 (and animal/non-animal) accuracy on a labelled image set.
 
 Measured with each model's own evaluation transform (shorter side to ``resize``, center
-crop), the protocol ImageNet top-1 is reported with.
+crop), the protocol ImageNet top-1 is reported with. ``--out X.csv`` writes the
+model-accuracy table ``python -m analysis report --model-accuracy`` reads
+(``ACCURACY_CSV_COLUMNS``, one row per model and decision rule, ``model_name`` spelled as
+``models observe`` spells it in the trials); any other ``--out`` name gets JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from experiment.schema import read_rows
+from models.decision import DEFAULT_RULE, check_rule, observer_name
 from models.observe import model_logits
-from models.zoo import ZooModel, create
+from models.zoo import ZooModel, create, default_device, device_argument
 from stimuli.atomic import atomic_write_text
+from stimuli.cli_types import int_at_least
 from stimuli.errors import InputError
+from stimuli.outputs import check_output_file
 from stimuli.provenance import provenance
 from stimuli.schema import ANIMAL_CLASS_MAX
+
+#: The model-accuracy CSV (``analysis report --model-accuracy`` needs the first three).
+ACCURACY_CSV_COLUMNS = ("model_name", "top1", "harmonized", "top5", "animal_correct",
+                        "n_images", "images")
+
+
+def is_harmonized(model: str) -> bool:
+    """True for a network trained with the harmonizer loss: the zoo's ``harmonized…`` names."""
+    return model.startswith("harmonized")
 
 
 @dataclass(frozen=True)
@@ -65,30 +83,85 @@ def accuracy(model: ZooModel, images: str | Path, batch_size: int | None = None,
                     animal_correct=float(animal_ok.float().mean()))
 
 
+def accuracy_csv(results: Sequence[Accuracy], rule: str | Sequence[str] = DEFAULT_RULE,
+                 images: str | Path = "") -> str:
+    """The model-accuracy CSV text: one row per model and rule, ``model_name`` as in the trials.
+
+    ``models observe`` names a model's trial rows by zoo name and decision rule
+    (``efficientnet_lite0_imagenet[mass]``); top-1 does not depend on the rule, so each
+    rule's name gets the same figures and the report can join accuracy to every curve.
+    """
+    rules = [rule] if isinstance(rule, str) else list(rule)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(ACCURACY_CSV_COLUMNS)
+    for r in results:
+        for each in rules:
+            writer.writerow([observer_name(r.model, check_rule(each)), f"{r.top1:.6f}",
+                             int(is_harmonized(r.model)), f"{r.top5:.6f}",
+                             f"{r.animal_correct:.6f}", r.n_images, str(images)])
+    return buf.getvalue()
+
+
+def write_accuracy_csv(path: str | Path, results: Sequence[Accuracy],
+                       rule: str | Sequence[str] = DEFAULT_RULE, images: str | Path = "") -> Path:
+    """Write ``accuracy_csv`` atomically to ``path``; returns it."""
+    return atomic_write_text(path, accuracy_csv(results, rule, images))
+
+
+def _labelled_inputs(images: Path) -> list[Path]:
+    manifest = images / "manifest.csv" if images.is_dir() else images
+    inputs = [manifest]
+    if manifest.is_file():
+        try:
+            inputs += [manifest.parent / r["file"] for r in read_rows(manifest, required=("file",))]
+        except InputError:
+            pass  # read_labelled_set reports a malformed manifest when it is read
+    return inputs
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="comma-separated zoo or timm names")
     parser.add_argument("--images", required=True, type=Path,
                         help="manifest CSV (file, class_index) or a folder with manifest.csv")
     parser.add_argument("--weights", default=None, help="weights for a single --model")
-    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the figures: X.csv = the model-accuracy table that "
+                             "'python -m analysis report --model-accuracy' reads; other names: JSON")
+    parser.add_argument("--rule", default=DEFAULT_RULE,
+                        help="decision rule(s) the models were observed with, comma-separated "
+                             "(names the CSV rows as the trials name them; default top1)")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=None,
                         help="images per forward pass (default: 64 on a GPU, 8 on the CPU)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=device_argument, default=default_device(),
+                        help="cpu, cuda or cuda:N (default: cuda when a GPU is usable)")
 
 
 def main(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.model.split(",") if n.strip()]
+    if not names:
+        raise InputError("--model: give one or more model names")
     if args.weights is not None and len(names) != 1:
         raise InputError("--weights applies to one model; run accuracy once per weights file")
+    rules = [check_rule(r.strip()) for r in args.rule.split(",") if r.strip()]
+    if not rules:
+        raise InputError("--rule: give one or more decision rules (top1, mass)")
+    if args.out is not None:
+        local = [Path(args.weights)] if args.weights not in (None, "timm", "pretrained",
+                                                             "random") else []
+        check_output_file(args.out, inputs=[*_labelled_inputs(args.images), *local])
     results = []
     for name in names:
         model = create(name, weights=args.weights, device=args.device)
         r = accuracy(model, args.images, args.batch_size)
-        results.append(asdict(r))
+        results.append(r)
         print(f"{r.model}: top-1 {r.top1:.2%}  top-5 {r.top5:.2%}  "
               f"animal/non-animal {r.animal_correct:.2%}  (n={r.n_images})")
-    if args.out:
-        record = {"results": results,
+    if args.out is not None and args.out.suffix.lower() == ".csv":
+        write_accuracy_csv(args.out, results, rules, args.images)
+        print(f"wrote {args.out} (for python -m analysis report --model-accuracy)")
+    elif args.out is not None:
+        record = {"results": [asdict(r) for r in results],
                   "provenance": provenance(models=names, images=str(args.images), weights=args.weights)}
         atomic_write_text(args.out, json.dumps(record, indent=2))
     return 0

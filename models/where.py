@@ -25,9 +25,11 @@ from experiment.schema import read_rows
 from models.human_maps import MODEL_RES, prepare_human_maps
 from models.preprocessing import load_rgb, to_model_input, whole_image
 from models.saliency import saliency_maps
-from models.zoo import ZooModel, create
+from models.zoo import ZooModel, create, default_device, device_argument
 from stimuli.atomic import atomic_write_text
+from stimuli.cli_types import float_in, int_at_least
 from stimuli.errors import InputError
+from stimuli.outputs import check_not_input, check_output_file
 from stimuli.provenance import provenance
 
 CLICKME_CEILING = 0.65753   # the authors' code; the paper reports ρ = 0.66 from split halves
@@ -238,24 +240,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of 256×256 maps (.npy/.npz/.png/.jpg) named like the images")
     parser.add_argument("--participant-maps", type=Path, default=None,
                         help=".npz with one (participants, 256, 256) array per image_id: split-half ceiling")
-    parser.add_argument("--ceiling", type=float, default=CLICKME_CEILING,
+    parser.add_argument("--ceiling", type=float_in(0, 1, low_open=True), default=CLICKME_CEILING,
                         help=f"human ceiling when no participant maps are given (default {CLICKME_CEILING})")
     parser.add_argument("--spearman-brown", action="store_true",
                         help="step the split-half ceiling up to full length, 2ρ/(1+ρ)")
-    parser.add_argument("--n-splits", type=int, default=1000)
-    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--n-splits", type=int_at_least(1), default=1000)
+    parser.add_argument("--n-boot", type=int_at_least(1), default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights", default=None, help="weights for a single --model")
     parser.add_argument("--out", type=Path, default=None, help="write results (JSON, with per-image ρ)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=16)
+    parser.add_argument("--device", type=device_argument, default=default_device(),
+                        help="cpu, cuda or cuda:N (default: cuda when a GPU is usable)")
 
 
 def main(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.model.split(",") if n.strip()]
     if args.weights is not None and len(names) != 1:
         raise InputError("--weights applies to one model; run where once per weights file")
+    local = [Path(args.weights)] if args.weights not in (None, "timm", "pretrained", "random") else []
+    inputs = [args.images, args.maps, args.participant_maps, *local]
+    if args.out is not None:
+        check_output_file(args.out, inputs=[p for p in inputs if p is not None])
     items = read_where_set(args.images, args.maps)
+    if args.out is not None:
+        check_not_input(args.out, [p for it in items for p in (it["image"], it["map"])])
     human = blurred_human_maps(items)  # every map checked before any model is built
     ceiling, source = args.ceiling, "given" if args.ceiling != CLICKME_CEILING else "ClickMe (authors' code)"
     if args.participant_maps is not None:

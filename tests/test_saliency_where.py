@@ -187,3 +187,24 @@ def test_where_reads_a_build_manifest_with_class_indices(where_set, tmp_path):
     assert items[0]["map"] == Path(f"{where_set}/maps/im0.npy")
     with pytest.raises(InputError, match="needs --maps"):
         read_where_set(where_set / "images", None)
+
+
+@pytest.mark.parametrize("case", ["map", "manifest", "folder", "under-file"])
+def test_where_out_that_is_an_input_or_not_a_file_is_refused_before_work(where_set, tmp_path,
+                                                                          capsys, case):
+    manifest = tmp_path / "build.csv"
+    manifest.write_text("image,map,image_id,class_index\n"
+                        f"{where_set}/images/im0.png,{where_set}/maps/im0.npy,shark,3\n",
+                        encoding="utf-8")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    kept = {p: p.read_bytes() for p in (manifest, where_set / "maps" / "im0.npy", blocker)}
+    out = {"map": where_set / "maps" / "im0.npy", "manifest": manifest, "folder": tmp_path,
+           "under-file": blocker / "result.json"}[case]
+    # an unknown model: had the output not been refused first, the error would name the model
+    rc = dispatch("python -m models", COMMANDS,
+                  ["where", "--model", "no_such_model_at_all", "--images", str(manifest),
+                   "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and str(out) in err and "unknown model" not in err
+    assert {p: p.read_bytes() for p in kept} == kept

@@ -156,3 +156,87 @@ def test_list_command_shows_registered_models_and_what_they_need(capsys):
     for v in (0, 1, 2):
         assert f"efficientnet_lite{v}_imagenet  bundled" in out
     assert "tf_efficientnet_lite0  (pretrained tags: tf_efficientnet_lite0.in1k)" in out
+
+
+# ---- python -m models accuracy --out X.csv: the table analysis report reads ------------------
+
+def _labelled(tmp_path, n=6):
+    import csv
+
+    rows = list(csv.DictReader(open(SAMPLE / "manifest.csv", encoding="utf-8")))[:n]
+    manifest = tmp_path / "labelled.csv"
+    with open(manifest, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "class_index"])
+        w.writerows([[str(SAMPLE / r["file"]), r["class_index"]] for r in rows])
+    return manifest
+
+
+def _accuracy_cli(*argv):
+    from models.__main__ import COMMANDS
+    from stimuli.command_line import dispatch
+
+    return dispatch("python -m models", COMMANDS, ["accuracy", *map(str, argv)])
+
+
+def test_accuracy_csv_is_what_analysis_report_reads(tmp_path, lite0):
+    import json
+
+    from analysis.report import read_model_accuracy
+    from models.decision import observer_name
+
+    images = _labelled(tmp_path)
+    common = ["--model", "efficientnet_lite0_imagenet", "--images", images, "--device", "cpu"]
+    assert _accuracy_cli(*common, "--out", tmp_path / "acc.json") == 0
+    assert _accuracy_cli(*common, "--out", tmp_path / "acc.csv", "--rule", "top1,mass") == 0
+    figures = json.loads((tmp_path / "acc.json").read_text())["results"][0]
+    table = read_model_accuracy(tmp_path / "acc.csv")
+    # named as models observe names the trial rows of each rule, so the report can join them
+    assert list(table["model_name"]) == [observer_name("efficientnet_lite0_imagenet", r)
+                                         for r in ("top1", "mass")]
+    assert list(table["top1"]) == pytest.approx([figures["top1"]] * 2, abs=1e-6)
+    assert list(table["harmonized"]) == [0, 0]
+    assert figures["n_images"] == 6 and 0.5 <= figures["top1"] <= 1
+
+
+def test_accuracy_csv_marks_harmonized_models():
+    from models.accuracy import Accuracy, accuracy_csv
+
+    text = accuracy_csv([Accuracy("harmonized_vgg16", 10, 0.7, 0.9, 0.95),
+                         Accuracy("harmonized_ft:run, one", 10, 0.5, 0.8, 0.9),
+                         Accuracy("resnet50", 10, 0.8, 0.95, 0.97)], "top1", "in, put.csv")
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["model_name"], r["harmonized"], r["top1"]) for r in rows] == [
+        ("harmonized_vgg16", "1", "0.700000"), ("harmonized_ft:run, one", "1", "0.500000"),
+        ("resnet50", "0", "0.800000")]
+    assert {r["images"] for r in rows} == {"in, put.csv"}
+
+
+@pytest.mark.parametrize("case", ["manifest", "image", "folder"])
+def test_accuracy_out_that_is_an_input_or_a_folder_is_refused_before_work(tmp_path, capsys, case):
+    images = _labelled(tmp_path, n=2)
+    before = images.read_bytes()
+    first = Path(images.read_text().splitlines()[1].split(",")[0])
+    out = {"manifest": images, "image": first, "folder": tmp_path}[case]
+    image_bytes = first.read_bytes()
+    assert _accuracy_cli("--model", "no_such_model_at_all", "--images", images, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out) in err and "unknown model" not in err
+    assert images.read_bytes() == before and first.read_bytes() == image_bytes
+
+
+def test_accuracy_and_where_refuse_an_absent_device_when_the_line_is_read(tmp_path, capsys,
+                                                                         monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for command in ("accuracy", "where"):
+        from models.__main__ import COMMANDS
+        from stimuli.command_line import dispatch
+
+        with pytest.raises(SystemExit) as stop:
+            dispatch("python -m models", COMMANDS, [command, "--model", "x", "--images",
+                                                    str(tmp_path), "--device", "cuda"])
+        assert stop.value.code == 2
+        assert "--device: 'cuda': no CUDA GPU is usable here" in capsys.readouterr().err
