@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from experiment.online.build import build_site
 from experiment.online.config import StudyConfig
@@ -18,9 +20,7 @@ from experiment.online.export import export_trials
 from experiment.online.local_server import free_port, serve_in_thread
 from experiment.online.sample_study import make_lists, make_stimulus_set
 from experiment.online.server import create_app
-from experiment.schema import TRIAL_COLUMNS, read_rows
-
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is a pinned requirement")
+from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS, read_rows
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -33,8 +33,10 @@ PATTERN = ["f", "j", None, "j", "f", "f"]
 # the page's state, as one word, for the driver; handled screens are marked data-seen
 STATE_JS = """() => {
   if (document.querySelector('#rc-done')) return 'done';
+  if (document.querySelector('#rc-resume')) return 'resume';
   const err = document.querySelector('.rc-error');
   if (err) return 'error:' + err.textContent;
+  if (document.querySelector('#rc-stage[data-phase="interrupted"]')) return 'paused';
   const st = document.querySelector('#rc-stage:not([data-seen])');
   if (st) return st.dataset.phase === 'stimulus' ? 'stimulus' : null;
   if (document.querySelector('#rc-stage')) return null;
@@ -60,14 +62,19 @@ def site(tmp_path_factory) -> Path:
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: install Debian's chromium (.ci/run does)")
-    with playwright_sync.sync_playwright() as p:
+    with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         yield b
         b.close()
 
 
-def drive(page, presses: dict, stop_after: int | None = None, timeout_s: float = 90.0) -> str:
-    """Answer screens until done (or until ``stop_after`` trials were answered); record presses by seq."""
+def drive(page, presses: dict, stop_after: int | None = None, timeout_s: float = 90.0,
+          interrupt=None) -> str:
+    """Answer screens until done (or until ``stop_after`` trials were answered); record presses by seq.
+
+    ``interrupt(page, n)``, if given, runs when the n-th trial's image is up; when it returns
+    True the trial must end interrupted (the pause screen) and is recorded as "interrupted".
+    """
     answered = 0
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -86,6 +93,16 @@ def drive(page, presses: dict, stop_after: int | None = None, timeout_s: float =
             page.eval_on_selector("#jspsych-html-keyboard-response-stimulus",
                                   "e => e.dataset.seen = '1'")
             page.keyboard.press(" ")
+        elif state == "resume":
+            page.click("#rc-resume")
+            page.wait_for_selector("#rc-resume", state="detached")
+        elif state == "paused":
+            page.keyboard.press(" ")
+            page.wait_for_selector("#rc-stage[data-phase='interrupted']", state="detached")
+        elif state == "stimulus" and interrupt is not None and interrupt(page, len(presses)):
+            seq = page.evaluate("window.rcStudy.currentSeq")
+            page.wait_for_selector("#rc-stage[data-phase='interrupted']", timeout=5_000)
+            presses[seq] = "interrupted"
         elif state == "stimulus":
             seq = page.evaluate("window.rcStudy.currentSeq")
             key = PATTERN[len(presses) % len(PATTERN)]
@@ -107,7 +124,7 @@ def check_rows(db: Path, tmp_path: Path, presses: dict, list_trials: list[dict])
     """Exported rows: one per list trial, each matching the key pressed on it."""
     out = tmp_path / "trials.csv"
     n = export_trials(db, out)
-    rows = read_rows(out, TRIAL_COLUMNS)
+    rows = read_rows(out, TRIAL_COLUMNS + OPTIONAL_TRIAL_COLUMNS)
     assert n == len(rows) == len(list_trials)
     assert sorted(presses) == [t["seq"] for t in list_trials]
     response_of = {v: k for k, v in KEYS.items()}
@@ -116,6 +133,9 @@ def check_rows(db: Path, tmp_path: Path, presses: dict, list_trials: list[dict])
         assert (row["stimulus_id"], int(row["trial"]), int(row["block"])) == (
             t["stimulus_id"], t["trial"], t["block"])
         assert row["observer_type"] == "human" and row["runner"] == "web"
+        assert row["interrupted"] == str(int(key == "interrupted"))
+        if key == "interrupted":
+            continue  # its timing is void by definition; the analysis drops it
         if key is None:
             assert (row["response"], row["timeout"], row["rt_ms"], row["correct"]) == (
                 "none", "1", "", "0")
@@ -206,3 +226,133 @@ def test_server_restart_mid_session_loses_nothing(site, browser, tmp_path):
         proc.wait(10)
     rows = check_rows(db, tmp_path, presses, list_trials(site, "L0"))
     assert {(r["observer_id"], r["session_id"]) for r in rows} == {("W1", "A1")}
+
+
+# ---- issue 12: a lost start reply (item 12), a hidden tab (13), the page's failure paths (26)
+
+def test_lost_session_reply_gets_the_same_session_back(site, browser, tmp_path):
+    db = tmp_path / "study.sqlite"
+    replies = []
+
+    def lose_first_reply(route):
+        response = route.fetch()  # the server has assigned and committed the session
+        replies.append(response.status)
+        if len(replies) == 1:
+            route.abort("connectionreset")  # ... but the page never hears of it
+        else:
+            route.fulfill(response=response)
+
+    app = create_app(site, db, ADMIN)
+    with serve_in_thread(app) as url:
+        page = browser.new_page()
+        page.route("**/api/session", lose_first_reply)
+        page.goto(url + "?PROLIFIC_PID=lost01&STUDY_ID=st1&SESSION_ID=se9")
+        presses: dict = {}
+        assert drive(page, presses) == "done"
+        assert page.inner_text("#rc-code") == "DONE42"
+        page.close()
+    assert replies == [201, 200]  # the retry got the session the lost reply carried
+    assert app.state.store.list_counts() == {"L0": 1}
+    rows = check_rows(db, tmp_path, presses, list_trials(site, "L0"))
+    assert {(r["observer_id"], r["session_id"]) for r in rows} == {("lost01", "se9")}
+
+
+HIDE_JS = """() => {
+  Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+  document.dispatchEvent(new Event('visibilitychange'));
+  delete document.visibilityState;  // back in front; the trial was hidden meanwhile
+}"""
+FREEZE_JS = "() => { const t = performance.now(); while (performance.now() - t < 900) {} }"
+
+
+def test_hidden_or_frozen_tab_marks_the_trial_and_the_study_finishes(site, browser, tmp_path):
+    db = tmp_path / "study.sqlite"
+    done = []
+
+    def hide_then_freeze(page, n):
+        if n in (1, 3):  # the 2nd trial's tab is hidden, the 4th one's page stalls
+            page.evaluate(HIDE_JS if n == 1 else FREEZE_JS)
+            done.append(n)
+            return True
+        return False
+
+    with serve_in_thread(create_app(site, db, ADMIN)) as url:
+        page = browser.new_page()
+        page.goto(url + "?PROLIFIC_PID=hid01")
+        presses: dict = {}
+        assert drive(page, presses, interrupt=hide_then_freeze) == "done"
+        assert page.inner_text("#rc-code") == "DONE42"
+        page.close()
+    rows = check_rows(db, tmp_path, presses, list_trials(site, "L0"))
+    assert done == [1, 3] and [r["interrupted"] for r in rows].count("1") == 2
+
+
+def test_second_anonymous_person_does_not_resume_the_first(site, browser, tmp_path):
+    db = tmp_path / "study.sqlite"
+    app = create_app(site, db, ADMIN)
+    with serve_in_thread(app) as url:
+        context = browser.new_context()  # one browser profile, two people
+        first = context.new_page()
+        first.goto(url)
+        drive(first, {}, stop_after=1)
+        first_id = first.evaluate("window.rcStudy.session.observer_id")
+        first.close()
+        second = context.new_page()
+        second.goto(url)
+        second.wait_for_selector("#rc-new")
+        second.click("#rc-new")
+        second.wait_for_selector("#rc-agree")  # a new person consents anew
+        drive(second, {}, stop_after=1)
+        second_id = second.evaluate("window.rcStudy.session.observer_id")
+        second.close()
+        context.close()
+    assert first_id != second_id and first_id.startswith("anon-")
+    assert app.state.store.list_counts() == {"L0": 1, "L1": 1}
+
+
+def test_full_storage_does_not_stop_the_study(site, browser, tmp_path):
+    db = tmp_path / "study.sqlite"
+    with serve_in_thread(create_app(site, db, ADMIN)) as url:
+        page = browser.new_page()
+        page.add_init_script("Storage.prototype.setItem = function () { throw new "
+                             "DOMException('full', 'QuotaExceededError'); };")
+        page.goto(url + "?PROLIFIC_PID=full01")
+        presses: dict = {}
+        assert drive(page, presses) == "done"
+        assert page.evaluate("window.rcStudy.storageOk()") is False
+        page.close()
+    check_rows(db, tmp_path, presses, list_trials(site, "L0"))
+
+
+def test_unknown_session_stops_with_what_to_do(site, browser, tmp_path):
+    """A database reset mid-study: the server answers 401; the page must say so, not spin."""
+    with serve_in_thread(create_app(site, tmp_path / "study.sqlite", ADMIN)) as url:
+        page = browser.new_page()
+        page.goto(url + "?PROLIFIC_PID=gone01")
+        drive(page, {}, stop_after=1)
+        page.route(re.compile(r"/api/(trials|complete)$"), lambda route: route.fulfill(
+            status=401, content_type="application/json",
+            body='{"error": "unknown session token"}'))
+        with pytest.raises(AssertionError, match="no longer recognises your session"):
+            drive(page, {}, timeout_s=30)
+        assert "gone01" in page.inner_text("#rc-stopped")
+        page.close()
+
+
+def test_image_error_shows_the_url_as_text(site, browser):
+    harness = """<!DOCTYPE html><div id="t"></div>
+<script src="vendor/jspsych.js"></script><script src="plugin-rapid-categorization.js"></script>
+<script>initJsPsych({display_element: "t"}).run([{type: jsPsychRapidCategorization,
+  stimulus: "stimuli/none.png?<img src=x onerror=window.pwned=1>", refresh_hz: 60,
+  fixation_frames: 66, stimulus_frames: 24, choices: {f: "animal", j: "non-animal"}}]);
+</script>"""
+    with serve_in_thread(create_app(site, site.parent / "h.sqlite", ADMIN)) as url:
+        page = browser.new_page()
+        page.route("**/harness.html", lambda route: route.fulfill(
+            status=200, content_type="text/html", body=harness))
+        page.goto(url + "harness.html")
+        error = page.wait_for_selector(".rc-error")
+        assert "none.png?<img src=x onerror=window.pwned=1>" in error.inner_text()
+        assert page.evaluate("document.querySelectorAll('#t img').length") == 0
+        assert page.evaluate("window.pwned") is None
+        page.close()

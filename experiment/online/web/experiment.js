@@ -6,18 +6,36 @@
   "use strict";
 
   const params = Object.fromEntries(new URLSearchParams(location.search));
-  const who = params.PROLIFIC_PID || params.workerId || "anonymous";
-  const STORE_KEY = "rc-study:" + who;
+  const who = params.PROLIFIC_PID || params.workerId || null;
+  const STORE_KEY = "rc-study:" + (who || "anonymous");
   const message = document.getElementById("rc-message");
   const say = (html) => { message.style.display = ""; message.innerHTML = html; };
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
+  const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+  const randomHex = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)),
+                                      (b) => b.toString(16).padStart(2, "0")).join("");
 
-  // {token, queue: [trial payloads not yet acknowledged], rejected: [...]}
+  // {nonce, token, started, completed, queue: [trial payloads not yet acknowledged],
+  //  rejected: [the last few the server refused; it keeps them all]}
+  const fresh = () => ({ nonce: null, token: null, started: null, completed: false,
+                         queue: [], rejected: [] });
   const load = () => {
     try { return JSON.parse(localStorage.getItem(STORE_KEY)) || {}; } catch (e) { return {}; }
   };
-  let state = Object.assign({ token: null, queue: [], rejected: [] }, load());
-  const save = () => localStorage.setItem(STORE_KEY, JSON.stringify(state));
+  let state = Object.assign(fresh(), load());
+  // Storage can be full or switched off: the study then goes on with the state in memory
+  // (a reload cannot resume, but nothing stops the participant from finishing).
+  let storageOk = true;
+  const save = () => {
+    try {
+      localStorage.setItem(STORE_KEY, JSON.stringify(state));
+      storageOk = true;
+    } catch (e) {
+      storageOk = false;
+    }
+  };
+  let jsPsych = null;
+  let authLost = null;  // the server's reply when it no longer knows this session's token
 
   async function post(path, body, token) {
     const headers = { "content-type": "application/json" };
@@ -52,9 +70,17 @@
           retryTimer = setTimeout(flush, retryMs);
           retryMs = Math.min(retryMs * 2, 4000);
           return;
+        } else if (r.status === 401) {
+          // the server does not know this session (e.g. its database was replaced): nothing
+          // sent now can be stored; keep the queue and stop the study with an explanation
+          authLost = r;
+          if (jsPsych) jsPsych.abortExperiment();
+          return;
         } else {
-          // the server refused it for good: keep it aside for the researchers, go on
-          state.rejected.push({ status: r.status, reply: r.data, trial: state.queue.shift() });
+          // refused for good (the server keeps it, flagged, for the researchers): go on
+          state.rejected = state.rejected.slice(-19).concat(
+            [{ status: r.status, reply: r.data, seq: state.queue[0].seq }]);
+          state.queue.shift();
           save();
         }
       }
@@ -85,20 +111,42 @@
       screen: [screen.width, screen.height], window: [innerWidth, innerHeight],
       refresh_hz: refreshHz,
     };
-    if (state.token) {
-      const r = await post("api/session", { token: state.token });
-      if (r.status === 200) return r.data;
-      if (r.status !== 401) throw new Error("session: " + r.status + " " + JSON.stringify(r.data));
-      state = { token: null, queue: [], rejected: [] };  // a token this server never issued
-      save();
+    // Network errors, 5xx and 429 are retried. A new session is asked for with a nonce kept
+    // (stored) before the first request, so a retry after a lost reply gets the session that
+    // request made instead of "already started in another browser".
+    for (let attempt = 0, wait = 500; ; attempt += 1, wait = Math.min(wait * 2, 8000)) {
+      if (!state.token && !state.nonce) {
+        state.nonce = randomHex(24);
+        state.started = new Date().toISOString();
+        save();
+      }
+      let r;
+      try {
+        r = state.token ? await post("api/session", { token: state.token })
+                        : await post("api/session", { params, client, nonce: state.nonce });
+      } catch (e) {
+        r = { status: 0, data: null };
+      }
+      if (r.status === 200 || (r.status === 201 && !state.token)) {
+        state.token = r.data.token;
+        save();
+        return r.data;
+      }
+      if (r.status === 401 && state.token) {
+        state = fresh();  // a token this server never issued (a new database): start anew
+        save();
+        continue;
+      }
+      if (!(r.status === 0 || r.status >= 500 || r.status === 429)) {
+        throw new Error((r.data && r.data.error) || "the server refused to start (" + r.status + ")");
+      }
+      if (attempt >= 6) {
+        throw new Error("The study server cannot be reached. Please check your internet " +
+                        "connection and reload this page.");
+      }
+      say("<p>Connecting to the study server…</p>");
+      await sleep(wait);
     }
-    const r = await post("api/session", { params, client });
-    if (r.status !== 201) {
-      throw new Error((r.data && r.data.error) || "the server refused to start (" + r.status + ")");
-    }
-    state.token = r.data.token;
-    save();
-    return r.data;
   }
 
   function preload(urls) {
@@ -131,21 +179,46 @@
     return true;
   }
 
+  const contact = () => "Please contact the researchers" +
+    (who ? " and give them your id <b>" + esc(who) + "</b>" : "") + ".";
+
+  function stopWith(r) {
+    const why = r.status === 401
+      ? "The study server no longer recognises your session (it may have been reset), so " +
+        "your answers cannot be saved."
+      : "The study server refused to finish your session (" + esc(r.status) + ": " +
+        esc((r.data && r.data.error) || "no reason given") + ").";
+    say('<p class="rc-error" id="rc-stopped">' + why + " " + contact() +
+        " You can close this page.</p>");
+  }
+
+  // Retries only what can heal (network, 5xx, 429), saying so; any other answer stops with
+  // what to do, instead of "Saving…" for ever.
   async function finishStudy() {
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
     say("<p>Saving your answers…</p>");
-    for (;;) {
+    for (let wait = 1000; ; wait = Math.min(wait * 2, 8000)) {
       await flush();
+      if (authLost) return stopWith(authLost);
+      let r = { status: 0 };
       if (!state.queue.length) {
-        let r;
         try { r = await post("api/complete", {}, state.token); } catch (e) { r = { status: 0 }; }
-        if (r.status === 200) return showCompletion(r.data);
+        if (r.status === 200) {
+          state.completed = true;
+          save();
+          return showCompletion(r.data);
+        }
         if (r.status === 409 && r.data && r.data.missing) {
-          say("<p>Some answers did not reach the server (" + r.data.missing.length +
-              "). Please contact the researchers.</p>");
+          say('<p class="rc-error" id="rc-stopped">Some answers did not reach the server (' +
+              r.data.missing.length + "). " + contact() + "</p>");
           return;
         }
+        if (!(r.status === 0 || r.status >= 500 || r.status === 429)) return stopWith(r);
       }
-      await new Promise((res) => setTimeout(res, 1000));
+      say("<p>Saving your answers… The study server cannot be reached right now " +
+          (state.queue.length ? "(" + state.queue.length + " answers waiting)" : "") +
+          "; please keep this page open, it keeps trying.</p>");
+      await sleep(wait);
     }
   }
 
@@ -159,7 +232,32 @@
       setTimeout(() => { location.href = data.completion_url; }, 5000);
     }
     say(html + "</div>");
-    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  }
+
+  // An anonymous link has no id to tell people apart, so a browser holding someone's
+  // unfinished session asks before resuming it; a finished one is never resumed.
+  function askResume() {
+    return new Promise((resolve) => {
+      const when = state.started ? " (started " + esc(new Date(state.started).toLocaleString()) +
+        ")" : "";
+      say("<p>This browser holds an unfinished session of this study" + when + ".</p>" +
+          "<p><button id=\"rc-resume\">Continue my session</button> " +
+          "<button id=\"rc-new\">I am someone else: start a new session</button></p>");
+      document.getElementById("rc-resume").onclick = () => resolve(true);
+      document.getElementById("rc-new").onclick = () => resolve(false);
+    });
+  }
+
+  async function chooseAnonymousSession() {
+    if (who || !(state.token || state.nonce)) return;
+    if (!state.completed && await askResume()) return;
+    if (state.queue.length) {  // someone's answers never delivered: keep them in this browser
+      try {
+        localStorage.setItem("rc-study:unsent:" + Date.now(), JSON.stringify(state));
+      } catch (e) { /* full storage: nothing more can be done here */ }
+    }
+    state = fresh();
+    save();
   }
 
   async function run() {
@@ -171,7 +269,8 @@
     if (!checksPass(refreshHz, dpr, { min_window_px: 256, refresh_min_hz: 48, refresh_max_hz: 250 })) {
       return;
     }
-    if (!state.token) {
+    await chooseAnonymousSession();
+    if (!state.token && !state.nonce) {
       const agreed = await consent();
       if (!agreed) {
         say("<p>You chose not to take part. You can close this page.</p>");
@@ -188,7 +287,7 @@
     const cfg = session.config;
     const tm = cfg.timing;
     if (!checksPass(refreshHz, dpr, tm)) return;
-    window.rcStudy = { session, refreshHz, state: () => state };
+    window.rcStudy = { session, refreshHz, state: () => state, storageOk: () => storageOk };
     flush();
     const pending = new Set(state.queue.map((q) => q.seq));
     const done = new Set(session.done);
@@ -206,7 +305,7 @@
     const keys = cfg.keys;
     const choices = { [keys.animal]: "animal", [keys["non-animal"]]: "non-animal" };
     const period = 1000 / refreshHz;
-    const jsPsych = initJsPsych({ display_element: "rc-jspsych", on_finish: finishStudy });
+    jsPsych = initJsPsych({ display_element: "rc-jspsych", on_finish: finishStudy });
     const resumed = done.size + pending.size > 0;
     const space = (html) => ({
       type: jsPsychHtmlKeyboardResponse, stimulus: html, choices: [" "],
@@ -238,13 +337,14 @@
         feedback_frames: Math.round(tm.too_slow_ms / period),
         on_start: () => { window.rcStudy.currentSeq = t.seq; },
         on_finish: (d) => {
+          if (d.frames_intended === undefined) return;  // cut off by an aborted study
           state.queue.push({
             seq: t.seq, block: t.block, trial: t.trial, practice: t.practice,
             stimulus_id: t.stimulus_id, response: d.response, key: d.key, rt_ms: d.rt_ms,
             timeout: d.timeout, fixation_ms: d.fixation_ms, frames_intended: d.frames_intended,
             frames_shown: d.frames_shown, refresh_hz: d.refresh_hz,
             dropped_frames: d.dropped_frames, timestamp_utc: new Date().toISOString(),
-            timing: d.timing,
+            timing: d.timing, interrupted: d.interrupted,
           });
           save();
           window.rcStudy.lastFinished = t.seq;

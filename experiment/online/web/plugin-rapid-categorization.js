@@ -1,11 +1,19 @@
 /* jsPsych plugin: one rapid-categorization trial, every duration counted in display frames.
  * Fixation, image and response window are driven by requestAnimationFrame; a change made in
- * a rAF callback is presented in that frame, so onsets are the callbacks' frame timestamps.
- * Elapsed frames are computed from timestamps, so a skipped callback cannot stretch the image. */
+ * a rAF callback is drawn in the next frame the browser composites, and onsets are those
+ * callbacks' timestamps (the start of the frame being prepared, not the moment light leaves
+ * the screen). Elapsed frames are computed from timestamps, so a skipped callback cannot
+ * stretch the image.
+ * A trial during which the page was hidden (visibilitychange) or frozen (a frame gap over
+ * FROZEN_MS) before its response window closed is cut short and marked interrupted = 1: the
+ * server accepts it whatever its durations and the analysis drops it. The participant sees a
+ * pause screen and goes on with the space bar, so switching tabs never blocks the study. */
 var jsPsychRapidCategorization = (function (jspsych) {
   "use strict";
 
   const P = jspsych.ParameterType;
+  const FROZEN_MS = 500;
+  const TIMED = ["fixation", "stimulus", "response"];
   const info = {
     name: "rapid-categorization",
     version: "0.1.0",
@@ -31,7 +39,7 @@ var jsPsychRapidCategorization = (function (jspsych) {
       timeout: { type: P.INT }, fixation_ms: { type: P.FLOAT },
       frames_intended: { type: P.INT }, frames_shown: { type: P.INT },
       refresh_hz: { type: P.FLOAT }, dropped_frames: { type: P.INT },
-      timing: { type: P.OBJECT },
+      timing: { type: P.OBJECT }, interrupted: { type: P.INT },
     },
   };
 
@@ -47,11 +55,16 @@ var jsPsychRapidCategorization = (function (jspsych) {
         '<div id="rc-stage" data-phase="loading">' +
         '<div id="rc-fixation" class="rc-layer">+</div>' +
         '<img id="rc-stimulus" class="rc-layer" alt="">' +
-        '<div id="rc-feedback" class="rc-layer"></div></div>';
+        '<div id="rc-feedback" class="rc-layer"></div>' +
+        '<div id="rc-paused" class="rc-layer"><p>The study paused because its tab was hidden ' +
+        "(or the browser stalled), so this image does not count.</p><p>Please keep this tab " +
+        "in front until the end. Press the <b>space bar</b> to go on.</p></div></div>";
       const stage = display_element.querySelector("#rc-stage");
       const fixation = display_element.querySelector("#rc-fixation");
       const img = display_element.querySelector("#rc-stimulus");
       const feedback = display_element.querySelector("#rc-feedback");
+      const paused = display_element.querySelector("#rc-paused");
+      paused.style.visibility = "hidden";
       feedback.innerHTML = trial.feedback_html;
       fixation.style.visibility = "hidden";
       img.style.visibility = "hidden";
@@ -65,7 +78,11 @@ var jsPsychRapidCategorization = (function (jspsych) {
       let earlyKeys = 0;
       let last = null;
       let dropped = 0;
+      let interrupted = false;
       const frames = (ts, from) => Math.round((ts - from) / period);
+      const onVisibility = () => {
+        if (document.visibilityState === "hidden" && TIMED.includes(phase)) interrupted = true;
+      };
 
       const setPhase = (p) => {
         phase = p;
@@ -95,18 +112,22 @@ var jsPsychRapidCategorization = (function (jspsych) {
         t.end = ts;
         setPhase("done");
         document.removeEventListener("keydown", onKey);
+        document.removeEventListener("visibilitychange", onVisibility);
         const timeout = response === null ? 1 : 0;
         const r3 = (x) => (x === null ? null : Math.round(x * 1000) / 1000);
+        const both = (a, b, f) => (a === null || b === null ? null : f(a, b));
         this.jsPsych.finishTrial({
           response: timeout ? "none" : response,
           key: timeout ? null : key,
           rt_ms: timeout ? null : r3(t.key - t.onset),
           timeout: timeout,
-          fixation_ms: r3(t.onset - t.fixation),
+          // an interrupted trial leaves null what it never reached
+          fixation_ms: both(t.onset, t.fixation, (a, b) => r3(a - b)),
           frames_intended: trial.stimulus_frames,
-          frames_shown: frames(t.offset, t.onset),
+          frames_shown: both(t.offset, t.onset, frames),
           refresh_hz: trial.refresh_hz,
           dropped_frames: dropped,
+          interrupted: interrupted ? 1 : 0,
           timing: {
             t_fixation: r3(t.fixation), t_onset: r3(t.onset), t_offset: r3(t.offset),
             t_key: r3(t.key), t_end: r3(t.end), stimulus_ms: r3(t.offset - t.onset),
@@ -115,9 +136,28 @@ var jsPsychRapidCategorization = (function (jspsych) {
         });
       };
 
+      // hidden or frozen: stop the trial, show the pause screen, go on with the space bar
+      const interrupt = (ts) => {
+        t.end = ts;
+        setPhase("interrupted");
+        document.removeEventListener("keydown", onKey);
+        for (const layer of [fixation, img, feedback]) layer.style.visibility = "hidden";
+        paused.style.visibility = "visible";
+        const go = (e) => {
+          if (e.key !== " " || e.repeat) return;
+          document.removeEventListener("keydown", go);
+          finish(ts);
+        };
+        document.addEventListener("keydown", go);
+      };
+
       const onFrame = (ts) => {
-        if (last !== null) dropped += Math.max(0, frames(ts, last) - 1);
+        if (last !== null) {
+          dropped += Math.max(0, frames(ts, last) - 1);
+          if (ts - last > FROZEN_MS && TIMED.includes(phase)) interrupted = true;
+        }
         last = ts;
+        if (interrupted) return interrupt(ts);
         if (phase === "start") {
           fixation.style.visibility = "visible";
           t.fixation = ts;
@@ -154,13 +194,19 @@ var jsPsychRapidCategorization = (function (jspsych) {
           img.style.width = img.naturalWidth / dpr + "px";
           img.style.height = img.naturalHeight / dpr + "px";
           document.addEventListener("keydown", onKey);
+          document.addEventListener("visibilitychange", onVisibility);
           setPhase("start");
           requestAnimationFrame(onFrame);
         },
         () => {
-          display_element.innerHTML = '<p class="rc-error">Could not show image ' +
-            trial.stimulus + ". Please tell the researchers.</p>";
-          this.jsPsych.abortExperiment("image failed to load: " + trial.stimulus);
+          // the URL goes in as text, never as markup
+          const p = document.createElement("p");
+          p.className = "rc-error";
+          p.textContent = "Could not show image " + trial.stimulus +
+            ". Please tell the researchers.";
+          display_element.replaceChildren(p);
+          // jsPsych shows the end message as HTML: outerHTML of a text node is escaped
+          this.jsPsych.abortExperiment(p.outerHTML);
         }
       );
     }
