@@ -38,6 +38,8 @@ def trial_key(row: dict) -> tuple[int, int]:
 def load_trial_list(path: str | Path) -> list[dict]:
     """Read a trial list and check it: one list id, unique trials, known categories, files on disk."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; --list takes one list file, e.g. {path / 'list-01.csv'}")
     rows = read_rows(path, required=TRIAL_LIST_COLUMNS)
     if not rows:
         raise InputError(f"{path}: the trial list has no trials; write it with `python -m experiment lists`")

@@ -92,11 +92,11 @@ def _process_alive(pid: int) -> bool:
         return True
     except OSError:
         return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
     try:
-        return b"run-lab" in cmdline.read_bytes() if cmdline.exists() else True
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return True
+        return True  # no /proc here: the process exists, take it as the run
+    return not cmdline or b"run-lab" in cmdline  # empty while it starts up
 
 
 def run_state(run: dict, last: bool) -> str:

@@ -206,6 +206,11 @@ def test_out_that_is_a_file_is_refused(lists, tmp_path):
     assert out.read_text() == "not a folder"
 
 
+def test_list_that_is_a_folder_is_refused(lists, tmp_path):
+    with pytest.raises(InputError, match="is a folder; --list takes one list file"):
+        lab.main(_args(lists[0].parent, tmp_path / "out"))
+
+
 def test_no_display_is_one_clear_error(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(InputError, match="no display: DISPLAY is not set"):

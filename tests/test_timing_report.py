@@ -159,8 +159,10 @@ def test_a_killed_run_reads_as_killed_not_running(tmp_path):
 def test_a_run_still_in_progress_reads_as_running(tmp_path):
     path = _clean_session(tmp_path / "sub-1.csv")
     # A live process whose command line names run-lab, as a session in progress has.
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "run-lab"])
+    live = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); "
+                             "time.sleep(60)", "run-lab"], stdout=subprocess.PIPE, text=True)
     try:
+        assert live.stdout.readline() == "up\n"  # started, its command line in place
         _record(path, status="running", pid=live.pid, trials_written=None)
         code, text = _timing(path)
     finally:
