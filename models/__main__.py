@@ -7,6 +7,7 @@ COMMANDS = {
     "where": ("models.where", "saliency and alignment with human importance maps"),
     "harmonize": ("models.harmonize", "fine-tune a model with the neural harmonizer loss"),
     "import-keras": ("models.keras_import.cli", "convert the authors' Keras .h5 networks"),
+    "export-partner": ("models.partner_export", "the ClickMe game's partner as ONNX for the page"),
 }
 
 if __name__ == "__main__":
