@@ -133,5 +133,37 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(InputError, match=r"unknown key\(s\) \['nmaes'\]"):
         load_config(bad)
     bad.write_text('[study]\nout = "x"\n[simulated_humans]\nn = "many"\n')
-    with pytest.raises(InputError, match="expected a number"):
+    with pytest.raises(InputError, match="n must be a whole number, got 'many'"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("section, line, message", [
+    ("stimuli", "source = 5", r"bad\.toml \[stimuli\]: source must be text in quotes, got 5"),
+    ("stimuli", "budget = true", r"\[stimuli\]: budget must be a whole number, got True "
+                                 r"\(true/false\)"),
+    ("stimuli", "budget = 100.5", r"\[stimuli\]: budget must be a whole number, got 100\.5"),
+    ("stimuli", "full = 1", r"\[stimuli\]: full must be true or false, got 1"),
+    ("models", "names = [1, 2]", r"\[models\]: names must be a list of text in quotes; "
+                                 r"element 1 is not text"),
+    ("models", 'names = "efficientnet"', r"\[models\]: names must be a list of text"),
+    ("models", "precision = false", r"\[models\]: precision must be text in quotes"),
+    ("simulated_humans", "lapse = true", r"\[simulated_humans\]: lapse must be a number, got "
+                                         r"True"),
+    ("humans", "sessions = [\"a.csv\", 3]", r"\[humans\]: sessions must be a list of text"),
+    ("study", "name = 7", r"\[study\]: name must be text in quotes, got 7"),
+])
+def test_config_types_are_strict(tmp_path, section, line, message):
+    bad = tmp_path / "bad.toml"
+    body = f"{line}\n" if section == "study" else f"[{section}]\n{line}\n"
+    bad.write_text('[study]\nout = "x"\n' + body)
+    with pytest.raises(InputError, match=message):
+        load_config(bad)
+
+
+def test_config_numbers_keep_their_types(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('[study]\nout = "x"\n[simulated_humans]\nthreshold = 8\nn = 4\n'
+                    '[models]\nnames = ["a", "b"]\n')
+    cfg = load_config(good)
+    assert cfg.simulated.threshold == 8.0 and isinstance(cfg.simulated.threshold, float)
+    assert cfg.simulated.n == 4 and cfg.models.names == ("a", "b")

@@ -65,3 +65,69 @@ def test_cli_writes_table_figure_and_provenance(tmp_path):
     assert record["observers"].startswith("simulated")
     assert (out / "power.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "smallest n with power" in proc.stdout
+
+
+def _power_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "analysis", "power", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--power", "2", "out of range (must be in (0, 1])"),
+    ("--levels", "1", "1 is too small (must be ≥ 2)"),
+    ("--n", "0,4", "0 is too small (must be ≥ 2)"),
+    ("--n", "4,x", "'x' is not a whole number"),
+    ("--sims", "0", "0 is too small (must be ≥ 1)"),
+    ("--boot", "10", "10 is too small (must be ≥ 50)"),
+    ("--alpha", "1", "out of range (must be in (0, 1))"),
+    ("--human-lapse", "0.7", "out of range"),
+])
+def test_absurd_options_are_refused_at_parse_time(tmp_path, option, value, message):
+    out = tmp_path / "power"
+    proc = _power_cli("--out", out, option, value)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert f"argument {option}: " in last
+    assert message in last and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_design_messages_name_the_value_at_fault():
+    with pytest.raises(InputError, match=r"n_boot 10 is too small") as err:
+        PowerDesign(n_boot=10)
+    assert "alpha" not in str(err.value)
+    with pytest.raises(InputError, match=r"alpha 2 must be in \(0, 1\)"):
+        PowerDesign(alpha=2.0)
+    with pytest.raises(InputError, match="at least 2 levels"):
+        PowerDesign(levels_percent=(100.0,))
+
+
+def test_bad_out_is_refused_before_any_simulation(tmp_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    for out, message in ((a_file, "not a folder"), (a_file / "p", "is a file, not a folder"),
+                         (other, "not empty")):
+        # --sims 100000 would take minutes: the refusal must come first
+        proc = _power_cli("--out", out, "--sims", "100000", timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert a_file.read_text() == "x" and (other / "notes.txt").read_text() == "mine"
+
+
+def test_scores_of_identical_curves_are_capped_without_warnings():
+    import warnings
+
+    from analysis.align import NEG_LOG_MSE_CAP
+    from analysis.power import _scores
+
+    design = replace(DESIGN, model_b_threshold=DESIGN.model_a_threshold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = _scores(design.model_curves()[0], design)
+        undefined = _scores(np.full(len(design.levels_percent), 0.5), design)
+    assert same == pytest.approx([NEG_LOG_MSE_CAP, NEG_LOG_MSE_CAP])
+    assert np.isnan(undefined).all()
