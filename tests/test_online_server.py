@@ -389,6 +389,24 @@ def test_resuming_is_not_limited(site, tmp_path):
         assert client.post("/api/session", json={"params": {}}).status_code == 429
 
 
+def test_a_lost_reply_retry_is_not_refused_by_the_start_limit(site, tmp_path):
+    # the retry of a start whose reply was lost carries the page's nonce: it is not a new
+    # session, so a client at its limit still gets its session back (item 12 with item 15)
+    app, client = limited_client(site, tmp_path, sessions_per_client=1)
+    nonce = "n" * 24
+    with client:
+        first = client.post("/api/session", json={"params": {}, "nonce": nonce})
+        assert first.status_code == 201
+        assert client.post("/api/session", json={"params": {}}).status_code == 429
+        retry = client.post("/api/session", json={"params": {}, "nonce": nonce})
+        assert retry.status_code == 200
+        assert retry.json()["list_id"] == first.json()["list_id"]
+        # a made-up nonce is a new session and stays limited
+        assert client.post("/api/session",
+                           json={"params": {}, "nonce": "m" * 24}).status_code == 429
+    assert sum(app.state.store.list_counts().values()) == 1
+
+
 def test_start_limit_counts_forwarded_address_only_behind_a_trusted_proxy(site, tmp_path):
     _, client = limited_client(site, tmp_path, sessions_per_client=1, trust_proxy=True)
     with client:

@@ -110,21 +110,35 @@ class StartLimit:
         self.limit, self.window_s = limit, window_s
         self._starts: dict[str, deque] = {}
 
-    def retry_after(self, client: str, now: float | None = None) -> float:
-        """0 and the start counted if ``client`` may start one now, else seconds to wait."""
-        if self.limit <= 0:
-            return 0.0
-        now = time.monotonic() if now is None else now
+    def _recent(self, client: str, now: float) -> deque:
         if len(self._starts) > 10_000:   # forget clients with nothing left in the window
             self._starts = {k: q for k, q in self._starts.items()
                             if q and now - q[-1] < self.window_s}
         recent = self._starts.setdefault(client, deque())
         while recent and now - recent[0] >= self.window_s:
             recent.popleft()
-        if len(recent) >= self.limit:
-            return self.window_s - (now - recent[0])
-        recent.append(now)
-        return 0.0
+        return recent
+
+    def wait_s(self, client: str, now: float | None = None) -> float:
+        """0 if ``client`` may start a new session now, else the seconds to wait (not counted)."""
+        if self.limit <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        recent = self._recent(client, now)
+        return self.window_s - (now - recent[0]) if len(recent) >= self.limit else 0.0
+
+    def count(self, client: str, now: float | None = None) -> None:
+        """Count a session ``client`` has just started."""
+        if self.limit > 0:
+            now = time.monotonic() if now is None else now
+            self._recent(client, now).append(now)
+
+    def retry_after(self, client: str, now: float | None = None) -> float:
+        """0 and the start counted if ``client`` may start one now, else seconds to wait."""
+        wait = self.wait_s(client, now)
+        if not wait:
+            self.count(client, now)
+        return wait
 
 
 def _bearer(request: Request) -> str:
@@ -194,17 +208,18 @@ class StudyApp:
             if not isinstance(token, str) or not 0 < len(token) <= 128:
                 raise HTTPError(422, "token must be a string")
             return JSONResponse(await self._in_db(self._resume, token), status_code=200)
+        nonce = body.get("nonce")
+        if nonce is not None and (not isinstance(nonce, str) or not NONCE.match(nonce)):
+            raise HTTPError(422, "nonce must be 16-128 letters, digits, '_' or '-'")
         address = client_address(request, self.limits.trust_proxy)
-        wait = self._start_limit.retry_after(address)
-        if wait:
+        wait = self._start_limit.wait_s(address)
+        # only new sessions count: the retry of a start whose reply was lost gets its session
+        if wait and not (nonce and await self._in_db(self.store.knows_nonce, nonce)):
             log.warning("refused a session start from %s: more than %d in %.0f s "
                         "(--sessions-per-client)", address, self.limits.sessions_per_client,
                         self.limits.session_window_s)
             raise HTTPError(429, "too many new sessions from your network; please try again "
                                  f"in {wait / 60:.0f} minutes", retry_after_s=int(wait) + 1)
-        nonce = body.get("nonce")
-        if nonce is not None and (not isinstance(nonce, str) or not NONCE.match(nonce)):
-            raise HTTPError(422, "nonce must be 16-128 letters, digits, '_' or '-'")
         client = body.get("client", {})
         if not isinstance(client, dict) or len(json.dumps(client)) > 2000:
             raise HTTPError(422, "client must be a small JSON object")
@@ -221,6 +236,8 @@ class StudyApp:
         # a retry carrying the nonce of a start whose reply was lost gets that session (200)
         payload, new = await self._in_db(self._assign, observer, identity is not None, source,
                                          label, study, client, nonce)
+        if new:
+            self._start_limit.count(address)
         return JSONResponse(payload, status_code=201 if new else 200)
 
     def _store_trial(self, token: str, body) -> int:

@@ -145,6 +145,11 @@ class StudyStore:
             return self._assign(token, list_ids, observer_id, external, source, session_label,
                                 study_label, client, nonce)
 
+    def knows_nonce(self, nonce: str) -> bool:
+        """True if a session was started with ``nonce`` (a retry whose reply was lost)."""
+        return self._conn().execute("SELECT 1 FROM sessions WHERE nonce_hash=?",
+                                    (hash_token("nonce:" + nonce),)).fetchone() is not None
+
     def _assign(self, token, list_ids, observer_id, external, source, session_label,
                 study_label, client, nonce) -> tuple[str, Session, bool]:
         conn = self._conn()
