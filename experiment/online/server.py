@@ -366,6 +366,9 @@ def load_site(site: str | Path) -> tuple[Path, StudyConfig, dict[str, list[dict]
 def check_inputs(site: str | Path, db: str | Path,
                  admin_token: str) -> tuple[Path, StudyConfig, dict[str, list[dict]]]:
     """Everything create_app checks before it opens (and maybe creates) the database."""
+    from experiment.online import clickme_server  # a ClickMe game site: its own checks
+    if clickme_server.is_game_site(site):
+        return clickme_server.check_game_inputs(site, db, admin_token)
     site, config, lists = load_site(site)
     public = (site / "public").resolve()
     if Path(db).resolve().is_relative_to(public):
@@ -379,7 +382,10 @@ def check_inputs(site: str | Path, db: str | Path,
 def create_app(site: str | Path, db: str | Path, admin_token: str,
                max_body: int = MAX_BODY, sync: str = "full",
                limits: ServerLimits | None = None) -> Starlette:
-    """The ASGI app for one study site and database."""
+    """The ASGI app for one study site and database (a ClickMe game site: the game's app)."""
+    from experiment.online import clickme_server
+    if clickme_server.is_game_site(site):
+        return clickme_server.create_game_app(site, db, admin_token, max_body, sync, limits)
     site, config, lists = check_inputs(site, db, admin_token)
     store = StudyStore(db, study_id=config.study_id, sync=sync)
     study = StudyApp(site, store, config, lists, admin_token, max_body, limits)
