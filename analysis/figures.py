@@ -152,7 +152,8 @@ def observer_curves_png(curves: pd.DataFrame) -> bytes:
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("accuracy (Wilson 95%)")
         ax.set_title(dataset)
-        ax.legend(fontsize=8, frameon=False)
+        if labelled:  # a panel of only sparse observers has nothing to put in a legend
+            ax.legend(fontsize=8, frameon=False)
     return _png(fig)
 
 

@@ -293,3 +293,10 @@ def test_no_exclusions_is_said_too(tmp_path):
     lines = []
     render_report([t], tmp_path / "r", n_boot=20, say=lines.append)
     assert lines == ["No participants excluded: all 4 passed the exclusion rules."]
+
+
+def test_a_report_of_sparse_people_only_prints_no_warning(tmp_path):
+    # 3 people with 2 trials per level: none drawn, so the panel has no legend entries
+    t = write_synthetic(tmp_path / "t.csv", n_humans=3, n_images=22)
+    run = _cli("--trials", t, "--out", tmp_path / "r", "--n-boot", "20")
+    assert run.returncode == 0 and run.stderr == "", run.stderr
