@@ -250,8 +250,7 @@ def _simulated(cfg: StudyConfig, list_paths: list[Path], out: Path) -> Path | No
 
 def _models(cfg: StudyConfig, set_dir: Path, out: Path) -> tuple[Path | None, Path | None]:
     from experiment.schema import TRIAL_COLUMNS, write_table
-    from models.accuracy import accuracy
-    from models.decision import observer_name
+    from models.accuracy import accuracy, write_accuracy_csv
     from models.observe import observe
     from models.zoo import create
 
@@ -271,14 +270,12 @@ def _models(cfg: StudyConfig, set_dir: Path, out: Path) -> tuple[Path | None, Pa
               "accuracy-vs-alignment figure is left out")
         images = None
     if images is not None:
-        lines = ["model_name,top1,harmonized,top5,animal_correct,n_images,images"]
+        results = []
         for zm in zoo:
             a = accuracy(zm, images, batch_size=m.batch_size or None)
-            harmonized = int(zm.name.startswith("harmonized"))
-            lines.append(f"{observer_name(zm.name, m.rule)},{a.top1:.6f},{harmonized},"
-                         f"{a.top5:.6f},{a.animal_correct:.6f},{a.n_images},{images}")
+            results.append(a)
             print(f"   {zm.name}: ImageNet top-1 {a.top1:.1%} on {a.n_images} images")
-        acc_path = atomic_write_text(out / "model_accuracy.csv", "\n".join(lines) + "\n")
+        acc_path = write_accuracy_csv(out / "model_accuracy.csv", results, m.rule, images)
     return trials, acc_path
 
 
