@@ -149,7 +149,8 @@ def build_stimulus_set(source, out_dir: str | Path, config: BuildConfig = BuildC
             rows, encode_s, work_s = _render_set(items, config, tmp, workers, progress)
             _write_manifest(tmp / "manifest.csv", rows)
             from stimuli.contact_sheet import write_contact_sheet
-            write_contact_sheet(tmp, tmp / "contact_sheet.png", rows=rows)
+            write_contact_sheet(tmp, tmp / "contact_sheet.png", rows=rows,
+                                title="NOT HUMAN MAPS" if "NOT HUMAN" in config.maps_note else "")
             _write_set_info(tmp / "stimulus_set.json", items, config, rows)
     except BrokenProcessPool as err:
         raise InputError(f"{out}: a worker process died while rendering (killed, perhaps out of "
@@ -279,6 +280,12 @@ def add_arguments(parser) -> None:
                         help="replace a non-empty output folder made by this suite")
 
 
+def _manifest_maps_note(manifest) -> str:
+    """The build manifest's ``map_source`` column (written by ``stimuli maps``), "" without one."""
+    from stimuli.maps import maps_note
+    return maps_note(manifest) if manifest else ""
+
+
 def main(args) -> int:
     """Run ``python -m stimuli build``."""
     if args.manifest and (args.images or args.maps):
@@ -295,7 +302,7 @@ def main(args) -> int:
     config = BuildConfig(size=args.size, levels_percent=tuple(args.levels), full=args.full,
                          order=args.order, budget=args.budget, seed=args.seed,
                          spectrum=args.spectrum, png_compress_level=args.png_compress_level,
-                         maps_note=args.maps_note)
+                         maps_note=args.maps_note or _manifest_maps_note(args.manifest))
     out = build_stimulus_set(items, args.out, config, overwrite=args.overwrite, workers=args.workers)
     print(f"wrote {len(read_stimulus_manifest(out))} stimuli of {len(items)} images to {out}")
     return 0

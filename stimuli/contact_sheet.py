@@ -28,8 +28,11 @@ def _pick_images(rows: list[dict], max_images: int) -> list[str]:
 
 
 def write_contact_sheet(set_dir: str | Path, out_path: str | Path, rows: list[dict] | None = None,
-                        max_images: int = 12, thumb: int = 128) -> Path:
-    """Write a PNG grid (images x levels) of a set's stimuli; ``rows`` default to its manifest."""
+                        max_images: int = 12, thumb: int = 128, title: str = "") -> Path:
+    """Write a PNG grid (images x levels) of a set's stimuli; ``rows`` default to its manifest.
+
+    ``title`` (e.g. "NOT HUMAN MAPS") is printed in red in the top-left corner.
+    """
     set_dir = Path(set_dir)
     if rows is None:
         from stimuli.build import read_stimulus_manifest
@@ -42,6 +45,8 @@ def write_contact_sheet(set_dir: str | Path, out_path: str | Path, rows: list[di
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
+    if title:
+        draw.text((4, 4), title[:24], fill="red", font=font)
     for j, level in enumerate(levels):
         any_row = next(r for r in rows if int(r["level_index"]) == level)
         pct = any_row["level_percent"]
