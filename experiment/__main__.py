@@ -8,6 +8,10 @@ COMMANDS = {
     "build-online": ("experiment.online.build", "bundle the browser experiment as a static site"),
     "serve": ("experiment.online.server", "serve an online study and store its trials"),
     "export": ("experiment.online.export", "export an online study's trials as a trial table"),
+    "build-clickme": ("experiment.online.clickme_build",
+                      "bundle the ClickMe game (human importance maps) as a site for serve"),
+    "export-clicks": ("experiment.online.clickme_export",
+                      "export a ClickMe game's rounds as the clicks CSV stimuli maps reads"),
 }
 
 if __name__ == "__main__":
