@@ -179,10 +179,17 @@ async def players_posting_rounds(url: str, n_players: int, duration_s: float) ->
     rng = np.random.default_rng(n_players)
     async with httpx.AsyncClient(base_url=url, timeout=30,
                                  limits=httpx.Limits(max_connections=n_players)) as client:
-        async def player(k: int):
+        async def begin(k: int) -> dict:
             r = await client.post("/api/session", json={"params": {
                 "PROLIFIC_PID": f"b{n_players}x{k}", "SESSION_ID": f"s{k}", "STUDY_ID": "b"}})
-            s = r.json()
+            return r.json()
+
+        # sessions first (players arrive over minutes in a real game; a burst of starts is
+        # bench_server.py's subject), then the rounds at the game's pace
+        sessions = [await begin(k) for k in range(n_players)]
+
+        async def player(k: int):
+            s = sessions[k]
             await asyncio.sleep(float(rng.uniform(0, ROUND_S)))
             start = time.monotonic()
             for item in s["rounds"]:
