@@ -1,4 +1,4 @@
-from stimuli.command_line import dispatch
+from suite.command_line import dispatch
 
 COMMANDS = {
     "report": ("analysis.report", "decision curves, fits, alignment scores and an HTML report"),

@@ -4,7 +4,7 @@ Scores, per model, against the reference (human) observers of one dataset:
 
 - ``neg_log_mse`` — −log of the mean squared difference between the model's normalized
   curve and the humans' normalized curve across levels (the model curve is compared, unlike
-  the authors' draft; SPEC §1);
+  the authors' draft; paradigm §1);
 - ``correlation`` — Pearson correlation of the two normalized curves across levels;
 - ``threshold_ratio`` — the model's fitted threshold over the humans' (in level units);
 - ``error_consistency`` — Cohen's κ of trial-level correctness on the stimuli both saw
@@ -25,7 +25,7 @@ from analysis.bootstrap import DEFAULT_N_BOOT, percentile_interval, resample_wei
 from analysis.fit import fit_psychometric
 from analysis.load import DATASETS, SUITE_DATASET
 from analysis.normalize import DEFAULT_METHOD, normalize
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 #: The smallest MSE a score uses: curves closer than this (normalized curves within 0.001 of
 #: each other at every level, finer than any count of trials resolves) agree perfectly, and

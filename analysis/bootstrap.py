@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.fit import FitResult, fit_psychometric
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 DEFAULT_N_BOOT = 1000
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 CURVE_KEY = ["dataset", "observer_type", "observer_id", "model_name"]
 

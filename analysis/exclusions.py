@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 
 @dataclass(frozen=True)

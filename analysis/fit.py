@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.sigmoids import get_sigmoid
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 SCALES = ("log10", "linear")
 DEFAULT_LAPSE_MAX = 0.2

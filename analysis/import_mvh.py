@@ -40,7 +40,7 @@ import pandas as pd
 
 from analysis.curves import wilson_interval
 from experiment.schema import TRIAL_COLUMNS
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 MVH_COLUMNS = ("subj", "Session", "trial", "rt", "object_response", "category",
                "condition", "imagename")

@@ -1,6 +1,6 @@
-"""Read trial tables into one DataFrame: the suite's own (SPEC §4) and model-vs-human CSVs.
+"""Read trial tables into one DataFrame: the suite's own (paradigm §4) and model-vs-human CSVs.
 
-Every loader returns the SPEC §4 columns, typed, plus added columns the analysis needs
+Every loader returns the paradigm §4 columns, typed, plus added columns the analysis needs
 (columns are only ever added, never renamed):
 
 - ``dataset``  — which experiment the rows belong to (curves never mix datasets);
@@ -25,7 +25,7 @@ import pandas as pd
 from analysis import import_mvh
 from analysis.import_mvh import MVH_COLUMNS, is_model_vs_human, read_model_vs_human  # noqa: F401
 from experiment.schema import OBSERVER_TYPES, TRIAL_COLUMNS
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 SUITE_DATASET = "animal-vs-non-animal"
 _NUMERIC = ("block", "trial", "practice", "level_index", "level_percent",
@@ -80,7 +80,7 @@ def _expand(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 def read_suite_table(path: str | os.PathLike) -> pd.DataFrame:
-    """One suite trial table (SPEC §4 columns) as a typed DataFrame with the added columns."""
+    """One suite trial table (paradigm §4 columns) as a typed DataFrame with the added columns."""
     path = Path(path)
     header = _header(path)
     missing = [c for c in TRIAL_COLUMNS if c not in header]

@@ -1,9 +1,9 @@
-"""Normalize decision curves before comparing them (SPEC §1).
+"""Normalize decision curves before comparing them (paradigm §1).
 
 - ``chance`` (default): chance-to-ceiling, (acc − γ)/(max − γ). Chance γ is a known constant
   of the task, so only the ceiling is estimated from noisy data; a curve that stays above
   chance at the lowest level keeps that information (min–max would force it to 0); values
-  can go below 0 when accuracy dips under chance. Generalizes the SPEC's 0.5 to any γ.
+  can go below 0 when accuracy dips under chance. Generalizes the paradigm's 0.5 to any γ.
 - ``minmax``: (acc − min)/(max − min) across levels, as in the authors' draft code. Both
   ends are noisy estimates, and every curve is stretched to span [0, 1].
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 METHODS = ("chance", "minmax")
 DEFAULT_METHOD = "chance"

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stimuli.atomic import atomic_write_text
-from stimuli.errors import InputError
-from stimuli.provenance import provenance
+from suite.atomic import atomic_write_text
+from suite.errors import InputError
+from suite.provenance import provenance
 
 DEFAULT_MODELS = ("efficientnet_lite0_imagenet", "efficientnet_lite1_imagenet",
                   "efficientnet_lite2_imagenet")
@@ -206,7 +206,8 @@ class _Steps:
 
 
 def _stimuli(cfg: StudyConfig, out: Path) -> Path:
-    from stimuli.build import BuildConfig, build_stimulus_set, log_spaced_levels
+    from stimuli.build import build_stimulus_set
+    from stimuli.config import BuildConfig, log_spaced_levels
 
     s = cfg.stimuli
     if s.source == "demo":

@@ -23,12 +23,12 @@ from analysis.normalize import DEFAULT_METHOD, normalize
 from analysis.power_engine import PowerPoint, simulate_power, smallest_n
 from experiment.lists import latin_square_levels
 from experiment.simulate import PsychometricObserver, simulate_observer
-from stimuli.atomic import atomic_write_bytes, atomic_write_text
-from stimuli.build import DEFAULT_LEVELS, log_spaced_levels
-from stimuli.cli_types import float_in, int_at_least, int_in, int_list
-from stimuli.errors import InputError
-from stimuli.outputs import building_folder, check_output_folder
-from stimuli.provenance import provenance
+from stimuli.config import DEFAULT_LEVELS, log_spaced_levels
+from suite.atomic import atomic_write_bytes, atomic_write_text
+from suite.cli_types import float_in, int_at_least, int_in, int_list
+from suite.errors import InputError
+from suite.outputs import building_folder, check_output_folder
+from suite.provenance import provenance
 
 #: Fewest bootstrap resamples a simulated study may use (its interval needs the tails).
 MIN_BOOT = 50

@@ -23,11 +23,11 @@ from analysis.import_mvh import categorical_accuracy, is_categorical
 from analysis.load import load_trials
 from analysis.normalize import DEFAULT_METHOD, METHODS
 from analysis.trial_checks import check_input_files, check_unique_trials, split_shared_observers
-from stimuli.atomic import atomic_write_bytes, atomic_write_text
-from stimuli.cli_types import float_in, int_in
-from stimuli.errors import InputError
-from stimuli.outputs import building_folder, check_output_folder
-from stimuli.provenance import file_sha256, provenance
+from suite.atomic import atomic_write_bytes, atomic_write_text
+from suite.cli_types import float_in, int_in
+from suite.errors import InputError
+from suite.outputs import building_folder, check_output_folder
+from suite.provenance import file_sha256, provenance
 
 ACCURACY_COLUMNS = ("model_name", "top1", "harmonized")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 
 @dataclass(frozen=True)

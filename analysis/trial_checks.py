@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 #: What makes a trial row one trial: the same observer, session, stimulus and trial number.
 TRIAL_KEY = ["observer_type", "observer_id", "model_name", "session_id", "stimulus_id", "trial"]

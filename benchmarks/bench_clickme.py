@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from experiment.online.local_server import free_port  # noqa: E402
+from tests.support.local_server import free_port  # noqa: E402
 
 ADMIN = "bench-admin-token-0123456789"
 QUERY_GAP_S = 0.5      # 10 bubbles × 50 ms

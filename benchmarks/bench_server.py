@@ -42,8 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from experiment.online.build import build_site  # noqa: E402
-from experiment.online.local_server import free_port  # noqa: E402
-from experiment.online.sample_study import make_lists, make_stimulus_set  # noqa: E402
+from tests.support.local_server import free_port  # noqa: E402
+from tests.support.sample_study import make_lists, make_stimulus_set  # noqa: E402
 
 ADMIN = "bench-admin-token-0123456789"
 TRIAL_GAP_S = (1.1 + 0.55, 1.6 + 0.55)   # fixation U(1.1, 1.6) s, then the 550 ms window
@@ -53,7 +53,7 @@ def naive_assign(self, list_ids, observer_id, external, source, session_label, s
                  client):
     """Reference: counts read without a write lock, then insert (what a first draft does)."""
     from experiment.online import store as store_module
-    from stimuli.provenance import utc_now
+    from suite.provenance import utc_now
 
     token = secrets.token_urlsafe(32)
     conn = self._conn()
@@ -73,7 +73,7 @@ def serve_naive(argv: list[str]) -> int:
     """The real ``serve`` command with the naive assignment patched in (reference only)."""
     from experiment.__main__ import COMMANDS
     from experiment.online import store as store_module
-    from stimuli.command_line import dispatch
+    from suite.command_line import dispatch
 
     store_module.StudyStore.assign = naive_assign
     return dispatch("python -m experiment", COMMANDS, ["serve", *argv])

@@ -30,8 +30,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stimuli.build import BuildConfig, build_stimulus_set, read_stimulus_manifest  # noqa: E402
+from stimuli.build import build_stimulus_set  # noqa: E402
+from stimuli.config import BuildConfig  # noqa: E402
 from stimuli.io import BuildItem  # noqa: E402
+from stimuli.manifest import read_stimulus_manifest  # noqa: E402
 from stimuli.masks import centering_shift, level_counts, nested_pixel_order  # noqa: E402
 from stimuli.noise import noise_background  # noqa: E402
 from stimuli.render import encode_png, image_seed, load_item  # noqa: E402

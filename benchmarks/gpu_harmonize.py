@@ -1,7 +1,7 @@
 """Harmonizer fine-tuning on a GPU: images/s and the loss curve over a few hundred AMP steps.
 
 Fine-tunes the zoo's efficientnet_lite0_imagenet (real ImageNet weights, offline) with the
-harmonizer loss through models.harmonize.fine_tune, at 224 px, bf16 autocast, batch 64,
+harmonizer loss through models.harmonizer.training.fine_tune, at 224 px, bf16 autocast, batch 64,
 0.2 : 0.8 mapped : plain images. The images are synthetic (no ClickMe shards on the
 machine): smooth random textures with a bright blob, the blob marked by a ClickMe-prepared
 map, labels drawn from 10 ImageNet classes. Speed is what it measures; the loss curve only
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.harmonize import HarmonizeConfig, fine_tune  # noqa: E402
+from models.harmonizer.training import HarmonizeConfig, fine_tune  # noqa: E402
 from models.human_maps import prepare_human_maps  # noqa: E402
 from models.zoo import create  # noqa: E402
 

@@ -1,4 +1,4 @@
-from stimuli.command_line import dispatch
+from suite.command_line import dispatch
 
 COMMANDS = {
     "lists": ("experiment.lists", "write counterbalanced trial lists from a stimulus set"),
@@ -6,7 +6,7 @@ COMMANDS = {
     "timing": ("experiment.timing", "timing report of a lab session CSV"),
     "simulate": ("experiment.simulate", "answer a trial list with a simulated observer"),
     "build-online": ("experiment.online.build", "bundle the browser experiment as a static site"),
-    "serve": ("experiment.online.server", "serve an online study and store its trials"),
+    "serve": ("experiment.online.serve", "serve an online study and store its trials"),
     "export": ("experiment.online.export", "export an online study's trials as a trial table"),
     "build-clickme": ("experiment.online.clickme_build",
                       "bundle the ClickMe game (human importance maps) as a site for serve"),

@@ -38,10 +38,10 @@ from experiment.session import (
     trial_key,
     verify_stimuli,
 )
-from stimuli.cli_types import float_in, int_at_least
-from stimuli.errors import InputError
-from stimuli.outputs import check_output_file
-from stimuli.provenance import provenance, utc_now
+from suite.cli_types import float_in, int_at_least
+from suite.errors import InputError
+from suite.outputs import check_output_file
+from suite.provenance import provenance, utc_now
 
 MIN_WINDOW, MAX_WINDOW = 200, 16384  # pixels each way for --size
 INSTRUCTIONS = (
@@ -269,7 +269,7 @@ def screen_info(screen: LabScreen, fullscr: bool) -> dict:
 
 
 def trial_row(row: dict, result: dict, participant: str, session_id: str, hz: float) -> dict:
-    """One trial-table row (SPEC §4) from a list row and the measured result."""
+    """One trial-table row (paradigm §4) from a list row and the measured result."""
     return {"observer_id": participant, "observer_type": "human", "runner": "lab",
             "session_id": session_id, "list_id": row["list_id"], "block": row["block"],
             "trial": row["trial"], "practice": row["practice"], "stimulus_id": row["stimulus_id"],

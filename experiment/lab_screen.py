@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from experiment.paradigm import TrialTiming
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 PLAUSIBLE_HZ = (50.0, 250.0)
 MAX_JITTER_MS = 1.0  # SD of frame intervals a synced display stays well under

@@ -1,11 +1,11 @@
 """Counterbalanced trial lists from a stimulus set: Latin square over levels, capped runs, blocks, practice.
 
-List ``k`` (0-based) shows image ``i`` at level ``(i + k) % n_levels`` (SPEC §1), so across
+List ``k`` (0-based) shows image ``i`` at level ``(i + k) % n_levels`` (paradigm §1), so across
 ``n_levels`` lists every image appears at every level once. Images are indexed animals
 first, then non-animals, so consecutive indices cycle through the levels and each category
 is spread evenly over the levels of every list. The ``file`` column of a list is the
 stimulus path relative to the folder holding the list CSV; ``sha256`` (a column added to
-SPEC §4's, copied from the set's manifest) lets the lab runner and the site builder check
+paradigm §4's, copied from the set's manifest) lets the lab runner and the site builder check
 each stimulus file before showing it.
 """
 
@@ -19,15 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from experiment.schema import TRIAL_LIST_COLUMNS, read_stimulus_rows, write_table
-from stimuli.atomic import atomic_write_text
-from stimuli.cli_types import int_at_least
-from stimuli.errors import InputError
-from stimuli.outputs import building_folder, check_output_folder
-from stimuli.provenance import provenance
+from experiment.schema import TRIAL_LIST_COLUMNS, write_table
+from stimuli.manifest import read_stimulus_rows
 from stimuli.schema import CATEGORIES
+from suite.atomic import atomic_write_text
+from suite.cli_types import int_at_least
+from suite.errors import InputError
+from suite.outputs import building_folder, check_output_folder
+from suite.provenance import provenance
 
-#: The columns of a list CSV: SPEC §4's trial-list columns plus the stimulus file's sha256.
+#: The columns of a list CSV: paradigm §4's trial-list columns plus the stimulus file's sha256.
 LIST_COLUMNS = (*TRIAL_LIST_COLUMNS, "sha256")
 
 
@@ -149,7 +150,7 @@ def practice_rows(practice: StimulusSet, n: int, test_images: set[str], list_id:
 
 def make_lists(stimuli: StimulusSet, config: ListConfig, list_dir: Path,
                practice: StimulusSet | None = None) -> dict[str, list[dict]]:
-    """All ``n_levels`` trial lists as {list_id: rows} in SPEC §4 trial-list columns."""
+    """All ``n_levels`` trial lists as {list_id: rows} in paradigm §4 trial-list columns."""
     by_key = {(r["image_id"], int(r["level_index"])): r for r in stimuli.rows}
     categories = [c for _, c in stimuli.images]
     cap = effective_run_cap(categories, config.max_run)

@@ -1,4 +1,4 @@
-"""The paradigm's trial durations (SPEC §1), shared by the lab runner, the online study
+"""The paradigm's trial durations (paradigm §1), shared by the lab runner, the online study
 settings and the simulated observer."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TrialTiming:
-    """Paradigm durations in ms (SPEC §1); converted to frames once the refresh is known."""
+    """Paradigm durations in ms (paradigm §1); converted to frames once the refresh is known."""
 
     fixation_min_ms: float = 1100.0
     fixation_max_ms: float = 1600.0

@@ -1,4 +1,4 @@
-"""The trial list and the one trial table every observer writes (SPEC §4).
+"""The trial list and the one trial table every observer writes (paradigm §4).
 
 Humans in the lab, humans online, simulated observers and models all write rows with
 ``TRIAL_COLUMNS``; the analysis reads nothing else. Columns may be added, never renamed.
@@ -7,14 +7,12 @@ CSV, UTF-8, one header row; an empty cell means "not applicable".
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from stimuli.errors import InputError
-from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
+from suite import tables
+from suite.tables import TableError, cell
 
 TRIAL_LIST_COLUMNS = (
     "list_id", "block", "trial", "practice", "stimulus_id", "file", "image_id",
@@ -29,7 +27,7 @@ TRIAL_COLUMNS = (
     "top1_class", "timestamp_utc",
 )
 
-# Optional columns (SPEC §4: added later, empty where not known). interrupted = 1: the web
+# Optional columns (paradigm §4: added later, empty where not known). interrupted = 1: the web
 # page was hidden (or frozen) during the trial, so its timing is void; the analysis drops it.
 OPTIONAL_TRIAL_COLUMNS = ("interrupted",)
 
@@ -38,35 +36,12 @@ RUNNERS = ("lab", "web", "simulation", "model")
 RESPONSES = ("animal", "non-animal", "none")
 
 
-class SchemaError(InputError):
-    """A file does not follow the suite's column schema."""
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        if value != value:  # NaN means not applicable
-            return ""
-        return repr(value) if abs(value) >= 1e-4 or value == 0 else f"{value:.6g}"
-    return str(value)
-
-
-def format_row(row: Mapping, columns: Iterable[str] = TRIAL_COLUMNS) -> str:
-    """One CSV line (with newline) for ``row`` in ``columns`` order; missing keys are empty."""
-    columns = tuple(columns)
-    unknown = set(row) - set(columns)
-    if unknown:
-        raise SchemaError(f"unknown column(s) {sorted(unknown)}; known: {', '.join(columns)}")
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow([_cell(row.get(c)) for c in columns])
-    return buf.getvalue()
+class SchemaError(TableError):
+    """A row breaks the trial table's vocabulary."""
 
 
 def validate_trial_row(row: Mapping) -> None:
-    """Raise SchemaError if a trial row breaks the SPEC §4 vocabulary."""
+    """Raise SchemaError if a trial row breaks the paradigm §4 vocabulary."""
     ot = row.get("observer_type")
     if ot not in OBSERVER_TYPES:
         raise SchemaError(f"observer_type must be one of {OBSERVER_TYPES}, got {ot!r}")
@@ -77,154 +52,36 @@ def validate_trial_row(row: Mapping) -> None:
     if resp not in RESPONSES:
         raise SchemaError(f"response must be one of {RESPONSES}, got {resp!r}")
     for flag in ("correct", "timeout"):
-        if _cell(row.get(flag)) not in ("0", "1"):
+        if cell(row.get(flag)) not in ("0", "1"):
             raise SchemaError(f"{flag} must be 1 or 0, got {row.get(flag)!r}")
 
 
-def torn_path(path: str | os.PathLike) -> Path:
-    """The sidecar file that keeps torn rows set aside from ``path`` (``NAME.torn``)."""
-    path = Path(path)
-    return path.with_name(path.name + ".torn")
-
-
-def unterminated_tail(path: str | os.PathLike) -> bytes:
-    """The bytes after the last newline of ``path``: a row a crash cut short (b"" if none)."""
-    data = Path(path).read_bytes()
-    return data[data.rfind(b"\n") + 1:]
-
-
-def set_aside_torn_tail(path: str | os.PathLike) -> Path | None:
-    """Move an unterminated last line of ``path`` (a row torn by a crash) to ``NAME.torn``.
-
-    Rows are written whole, each ending in a newline, so bytes after the last newline are a
-    row (or header) a crash cut short. They are appended to the sidecar file, made durable,
-    and then cut from ``path``, so nothing is lost and a resumed session writes that trial
-    once. Returns the sidecar's path, or None when the file ended cleanly.
-    """
-    path = Path(path)
-    tail = unterminated_tail(path)
-    if not tail:
-        return None
-    side = torn_path(path)
-    with open(side, "ab") as fh:
-        fh.write(tail + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    with open(path, "rb+") as fh:
-        fh.truncate(fh.seek(0, os.SEEK_END) - len(tail))
-        fh.flush()
-        os.fsync(fh.fileno())
-    return side
-
-
-class TrialWriter:
-    """Append trial rows to a CSV, each flushed and fsynced the moment it is written.
-
-    A header is written when the file is new or empty. An existing file must carry the
-    same header, so rows of two schemas never mix. A last row a crash cut short (no
-    newline) is moved to ``NAME.torn`` on opening (``set_aside``), so the trial it held is
-    written again once, whole. Use as a context manager.
-    """
-
-    def __init__(self, path: str | os.PathLike, columns: Iterable[str] = TRIAL_COLUMNS,
-                 validate: bool = True):
-        self.path = Path(path)
-        self.columns = tuple(columns)
-        self.validate = validate and self.columns == TRIAL_COLUMNS
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        header = format_row({c: c for c in self.columns}, self.columns)
-        #: Where a torn last row found on opening was moved (None if there was none).
-        self.set_aside: Path | None = None
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, encoding="utf-8", newline="") as fh:
-                first = fh.readline()
-            whole_header = first.endswith("\n")
-            if first.rstrip("\r\n") != header.rstrip("\n") and not (
-                    not whole_header and header.startswith(first)):
-                raise SchemaError(
-                    f"{self.path}: existing header differs from the suite's schema; "
-                    "write to a new file or move this one aside"
-                )
-            self.set_aside = set_aside_torn_tail(self.path)
-        exists = self.path.exists() and self.path.stat().st_size > 0
-        self._fh = open(self.path, "a", encoding="utf-8", newline="")
-        if not exists:
-            self._write(header)
-
-    def _write(self, text: str) -> None:
-        self._fh.write(text)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def write(self, row: Mapping) -> None:
-        """Append one row and make it durable before returning."""
-        if self.validate:
-            validate_trial_row(row)
-        self._write(format_row(row, self.columns))
-
-    def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
-
-    def __enter__(self) -> TrialWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+def format_row(row: Mapping, columns: Iterable[str] = TRIAL_COLUMNS) -> str:
+    """One CSV line of a trial-table row (``suite.tables.format_row`` with the trial columns)."""
+    return tables.format_row(row, columns)
 
 
 def write_table(path: str | os.PathLike, rows: Iterable[Mapping],
                 columns: Iterable[str] = TRIAL_COLUMNS) -> Path:
-    """Write a whole table atomically (temp file + rename); for lists and exports."""
-    from stimuli.atomic import atomic_write_text
-
-    columns = tuple(columns)
-    text = format_row({c: c for c in columns}, columns)
-    text += "".join(format_row(r, columns) for r in rows)
-    return atomic_write_text(path, text)
-
-
-def read_stimulus_rows(folder: str | os.PathLike) -> tuple[Path, list[dict]]:
-    """(manifest path, rows as strings) of a stimulus set's manifest.csv, checked present and non-empty."""
-    folder = Path(folder)
-    manifest = folder / "manifest.csv"
-    if not manifest.is_file():
-        raise SchemaError(f"{folder}: no manifest.csv here; pass a folder made by "
-                          "'python -m stimuli build' (it writes the manifest beside the images)")
-    rows = read_rows(manifest, required=STIMULUS_MANIFEST_COLUMNS)
-    if not rows:
-        raise SchemaError(f"{manifest}: no stimuli listed; rebuild the set")
-    return manifest, rows
+    """Write a whole table atomically; the trial table's columns unless others are given."""
+    return tables.write_table(path, rows, columns)
 
 
 def read_rows(path: str | os.PathLike, required: Iterable[str] = TRIAL_COLUMNS,
               drop_unterminated: bool = False) -> list[dict]:
-    """Read a CSV as a list of dicts of strings, checking the required columns are present.
+    """Rows of a CSV as dicts of strings (``suite.tables.read_rows``); the trial columns required
+    unless others are given."""
+    return tables.read_rows(path, required, drop_unterminated)
 
-    A last line cut short by a crash (fewer cells than the header) is dropped; with
-    ``drop_unterminated`` so is a last line without its newline, which ``TrialWriter`` sets
-    aside on opening (a trial table's rows always end in one), so the two agree on what
-    is done.
+
+class TrialWriter(tables.AppendTable):
+    """Append trial rows, each fsynced as written, checked against the trial vocabulary.
+
+    Rows with other ``columns`` (a session's extra table) are written unchecked.
     """
-    path = Path(path)
-    if not path.exists():
-        raise SchemaError(f"{path}: file not found")
-    data = path.read_bytes()
-    if drop_unterminated:
-        data = data[:data.rfind(b"\n") + 1]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise SchemaError(f"{path}: not UTF-8 text ({err}); expected a CSV file") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise SchemaError(f"{path}: empty file, expected a header row") from None
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise SchemaError(
-            f"{path}: missing column(s) {', '.join(missing)}; "
-            f"expected at least: {', '.join(required)}"
-        )
-    return [dict(zip(header, cells, strict=True)) for cells in reader if len(cells) == len(header)]
+
+    def __init__(self, path: str | os.PathLike, columns: Iterable[str] = TRIAL_COLUMNS,
+                 validate: bool = True):
+        columns = tuple(columns)
+        check = validate_trial_row if validate and columns == TRIAL_COLUMNS else None
+        super().__init__(path, columns, check)

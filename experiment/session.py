@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiment.schema import TRIAL_COLUMNS, TRIAL_LIST_COLUMNS, read_rows
-from stimuli.atomic import atomic_write_text
-from stimuli.errors import InputError
-from stimuli.provenance import file_sha256, verify_files
 from stimuli.schema import CATEGORIES
+from suite.atomic import atomic_write_text
+from suite.errors import InputError
+from suite.provenance import file_sha256, verify_files
 
 # Key names psychtoolbox and PsychoPy's keyboard both report; escape is reserved for quitting.
 KNOWN_KEYS = frozenset(

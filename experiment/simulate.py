@@ -21,13 +21,13 @@ import numpy as np
 
 from experiment.paradigm import TrialTiming
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows, write_table
-from stimuli.atomic import atomic_write_text
-from stimuli.cli_types import int_at_least
-from stimuli.errors import InputError
-from stimuli.outputs import check_output_file
-from stimuli.provenance import provenance, utc_now
+from suite.atomic import atomic_write_text
+from suite.cli_types import int_at_least
+from suite.errors import InputError
+from suite.outputs import check_output_file
+from suite.provenance import provenance, utc_now
 
-RESPONSE_WINDOW_MS = TrialTiming().window_ms  # 400 ms image + 150 ms more (SPEC §1)
+RESPONSE_WINDOW_MS = TrialTiming().window_ms  # 400 ms image + 150 ms more (paradigm §1)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import numpy as np
 
 from experiment.lab_screen import TrialTiming
 from experiment.schema import TRIAL_COLUMNS, read_rows
-from stimuli.atomic import atomic_write_text
-from stimuli.errors import InputError
-from stimuli.outputs import check_output_file
+from suite.atomic import atomic_write_text
+from suite.errors import InputError
+from suite.outputs import check_output_file
 
 DEFAULT_TIMING = TrialTiming()
 

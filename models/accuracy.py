@@ -23,12 +23,12 @@ from experiment.schema import read_rows
 from models.decision import DEFAULT_RULE, check_rule, observer_name
 from models.observe import model_logits
 from models.zoo import ZooModel, create, default_device, device_argument
-from stimuli.atomic import atomic_write_text
-from stimuli.cli_types import int_at_least
-from stimuli.errors import InputError
-from stimuli.outputs import check_output_file
-from stimuli.provenance import provenance
 from stimuli.schema import ANIMAL_CLASS_MAX
+from suite.atomic import atomic_write_text
+from suite.cli_types import int_at_least
+from suite.errors import InputError
+from suite.outputs import check_output_file
+from suite.provenance import provenance
 
 #: The model-accuracy CSV (``analysis report --model-accuracy`` needs the first three).
 ACCURACY_CSV_COLUMNS = ("model_name", "top1", "harmonized", "top5", "animal_correct",

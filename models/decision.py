@@ -1,6 +1,6 @@
 """Decision rules that turn 1000-way ImageNet logits into an animal / non-animal response.
 
-"top1" is the paper's rule (animal when the arg-max class is 0–397, SPEC §1); "mass" says
+"top1" is the paper's rule (animal when the arg-max class is 0–397, paradigm §1); "mass" says
 animal when the softmax probability summed over classes 0–397 exceeds one half. A
 non-default rule is labelled in the observer's name: ``efficientnet_lite0_imagenet[mass]``.
 """
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from stimuli.errors import InputError
 from stimuli.schema import ANIMAL_CLASS_MAX
+from suite.errors import InputError
 
 IMAGENET_CLASSES = 1000
 DEFAULT_RULE = "top1"

@@ -1,4 +1,4 @@
-"""Human importance maps prepared as the authors' ClickMe loader does (SPEC §3).
+"""Human importance maps prepared as the authors' ClickMe loader does (paradigm §3).
 
 Heatmap 256×256 → 64×64 (bilinear) → 10×10 Gaussian blur (σ = 10, taps at offsets
 −5…4, normalized to sum 1, zero "same" padding as TensorFlow pads) → 224×224 (bilinear).

@@ -1,4 +1,4 @@
-"""Models as observers: every stimulus of a set through each network, written as trial rows (SPEC §4).
+"""Models as observers: every stimulus of a set through each network, written as trial rows (paradigm §4).
 
 A stimulus set is a folder with ``manifest.csv`` (stimuli.schema.STIMULUS_MANIFEST_COLUMNS,
 ``file`` relative to the folder). Each stimulus is shown whole (resized to the model's
@@ -17,15 +17,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from experiment.schema import read_stimulus_rows, write_table
+from experiment.schema import write_table
 from models.decision import DEFAULT_RULE, RULES, check_rule, decide, observer_name
 from models.preprocessing import Preprocessing, load_rgb, to_model_input, whole_image
 from models.zoo import ZooModel, check_device, create, default_device, device_argument
-from stimuli.atomic import atomic_write_text
-from stimuli.cli_types import int_at_least
-from stimuli.errors import InputError
-from stimuli.outputs import check_output_file
-from stimuli.provenance import provenance, utc_now, verify_files
+from stimuli.manifest import read_stimulus_rows
+from suite.atomic import atomic_write_text
+from suite.cli_types import int_at_least
+from suite.errors import InputError
+from suite.outputs import check_output_file
+from suite.provenance import provenance, utc_now, verify_files
 
 PRECISIONS = ("fp32", "bf16")
 

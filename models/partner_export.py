@@ -23,12 +23,12 @@ import torch
 
 from models.preprocessing import Preprocessing, whole_image
 from models.zoo import create
-from stimuli.atomic import atomic_write_bytes, atomic_write_text
-from stimuli.errors import InputError
-from stimuli.outputs import check_output_file
-from stimuli.provenance import provenance
+from suite.atomic import atomic_write_bytes, atomic_write_text
+from suite.errors import InputError
+from suite.outputs import check_output_file
+from suite.provenance import provenance
 
-FRAME = 256                   # the game's image size (SPEC §6)
+FRAME = 256                   # the game's image size (paradigm §6)
 DEFAULT_MODEL = "efficientnet_lite0_imagenet"
 OPSET = 17
 

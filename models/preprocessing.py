@@ -4,7 +4,7 @@ Two framings exist. A model's own *evaluation* transform (timm's: shorter side t
 ``resize``, center crop to ``input_size``) is what ImageNet top-1 is measured with. A
 *stimulus* is shown whole to people, so by default observers see it whole too: the full
 256×256 canvas is resized to ``input_size`` without cropping (as the authors' ClickMe
-loader does, SPEC §3), so no revealed pixel near the border is cut away.
+loader does, paradigm §3), so no revealed pixel near the border is cut away.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 CROPS = ("center", "none")
 INTERPOLATIONS = ("bilinear", "bicubic")

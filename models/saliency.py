@@ -1,4 +1,4 @@
-"""Gradient saliency: how much each input pixel moves the logit of class y (SPEC §3).
+"""Gradient saliency: how much each input pixel moves the logit of class y (paradigm §3).
 
 Gradients are taken with respect to the model's input tensor (after normalization), as
 the authors' code differentiates the network's input. Two reductions over RGB: the

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module")

@@ -1,4 +1,4 @@
-"""Where a network looks versus where people look: the ClickMe alignment of SPEC §3.
+"""Where a network looks versus where people look: the ClickMe alignment of paradigm §3.
 
 Per image, Spearman's ρ between the model's saliency (|∂ logit_y/∂x| max over RGB, not
 blurred) and the blurred human map (models.human_maps), both flattened at 224×224; the
@@ -26,11 +26,11 @@ from models.human_maps import MODEL_RES, prepare_human_maps
 from models.preprocessing import load_rgb, to_model_input, whole_image
 from models.saliency import saliency_maps
 from models.zoo import ZooModel, create, default_device, device_argument
-from stimuli.atomic import atomic_write_text
-from stimuli.cli_types import float_in, int_at_least
-from stimuli.errors import InputError
-from stimuli.outputs import check_not_input, check_output_file
-from stimuli.provenance import provenance
+from suite.atomic import atomic_write_text
+from suite.cli_types import float_in, int_at_least
+from suite.errors import InputError
+from suite.outputs import check_not_input, check_output_file
+from suite.provenance import provenance
 
 CLICKME_CEILING = 0.65753   # the authors' code; the paper reports ρ = 0.66 from split halves
 MAP_SIZE = 256              # ClickMe maps and images are stored at 256×256
@@ -217,7 +217,7 @@ def model_saliency(model: ZooModel, items: list[dict], batch_size: int = 16,
 
 
 def blurred_human_maps(items: list[dict]) -> np.ndarray:
-    """(N, 224, 224) human maps of ``items``, prepared as the ClickMe loader does (SPEC §3)."""
+    """(N, 224, 224) human maps of ``items``, prepared as the ClickMe loader does (paradigm §3)."""
     return prepare_human_maps(np.stack([load_map(it["map"]) for it in items]))[:, 0].numpy()
 
 

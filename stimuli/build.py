@@ -10,77 +10,23 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from stimuli.atomic import atomic_write_text
-from stimuli.cli_types import float_in, int_at_least, int_in
-from stimuli.errors import InputError
+from stimuli.config import MAX_SIZE, SPECTRA, BuildConfig
 from stimuli.io import BuildItem, items_from_folders, read_build_manifest
+from stimuli.manifest import read_stimulus_manifest
 from stimuli.masks import ORDERS
-from stimuli.outputs import building_folder, check_output_folder
-from stimuli.provenance import provenance
-from stimuli.render import (  # noqa: F401  (plan_image, render_level, load_item, image_seed: public API)
-    ImagePlan,
-    image_seed,
-    init_worker,
-    item_amplitude,
-    load_item,
-    plan_image,
-    render_item,
-    render_level,
-)
+from stimuli.render import init_worker, item_amplitude, render_item
 from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
-
-
-def log_spaced_levels(n: int = 11) -> tuple[float, ...]:
-    """``n`` percentages log-spaced from 1 to 100 (SPEC §1: the authors use n = 11)."""
-    return tuple(float(p) for p in 10 ** np.linspace(0, 2, n))
-
-
-DEFAULT_LEVELS = log_spaced_levels(11)
-SPECTRA = ("image", "set")
-#: Largest canvas side, px (docs/stimuli.md): 8x the paradigm's 256, still shown 1:1 on a 4K
-#: display; rendering one image at 2048 peaks near 0.6 GB per worker (4096: ~2 GB).
-MAX_SIZE = 2048
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """Every parameter that shapes a stimulus set; defaults from SPEC §1-2 and docs/stimuli.md."""
-
-    size: int = 256                      # canvas side, px
-    levels_percent: tuple[float, ...] = DEFAULT_LEVELS
-    full: bool = True                    # add the unmasked full-image condition after the levels
-    order: str = "pgrow"                 # rank | grow | pgrow
-    budget: int = 16384                  # pixels revealed at 100 % (a quarter of 256 x 256)
-    seed: int = 0                        # set seed; per-image seeds derive from it and image_id
-    spectrum: str = "image"              # image: own amplitude spectrum; set: set-average spectrum
-    png_compress_level: int = 6          # zlib level for PNGs; with Huffman-only coding (see render.encode_png)
-    maps_note: str = field(default="", compare=False)  # where the maps came from, saved with the set
-
-    def __post_init__(self):
-        problems = []
-        if not 8 <= self.size <= MAX_SIZE:
-            problems.append(f"size {self.size} outside 8..{MAX_SIZE}")
-        if not 1 <= self.budget <= self.size * self.size:
-            problems.append(f"budget {self.budget} outside 1..{self.size * self.size} (canvas pixels)")
-        lv = self.levels_percent
-        if not lv or any(not 0 < p <= 100 for p in lv) or any(b <= a for a, b in zip(lv, lv[1:], strict=False)):
-            problems.append(f"levels {list(lv)} must be increasing percentages in (0, 100]")
-        if self.order not in ORDERS:
-            problems.append(f"order {self.order!r} not one of {', '.join(ORDERS)}")
-        if self.spectrum not in SPECTRA:
-            problems.append(f"spectrum {self.spectrum!r} not one of {', '.join(SPECTRA)}")
-        if not 0 <= self.seed < 2 ** 63:
-            problems.append(f"seed {self.seed} must be in 0..2**63-1")
-        if not 0 <= self.png_compress_level <= 9:
-            problems.append(f"png_compress_level {self.png_compress_level} outside 0..9")
-        if problems:
-            raise InputError("build configuration: " + "; ".join(problems) + "; fix the option(s)")
+from suite.atomic import atomic_write_text
+from suite.cli_types import float_in, int_at_least, int_in
+from suite.errors import InputError
+from suite.outputs import building_folder, check_output_folder
+from suite.provenance import provenance
 
 
 def _set_amplitude(items: list[BuildItem], size: int, workers: int, progress: bool) -> np.ndarray:
@@ -128,7 +74,7 @@ def build_stimulus_set(source, out_dir: str | Path, config: BuildConfig = BuildC
                        stats: dict | None = None) -> Path:
     """Build a stimulus set from a build-manifest path or BuildItems into ``out_dir``; returns ``out_dir``.
 
-    ``out_dir`` is checked first (``stimuli.outputs.check_output_folder``: not a file, not
+    ``out_dir`` is checked first (``suite.outputs.check_output_folder``: not a file, not
     under a file, writable, holding no input; a non-empty one needs ``overwrite`` and is
     replaced only if the suite made it). Everything is written to a hidden sibling folder
     and swapped into place at the end, so a failure leaves no output and any earlier set as
@@ -219,33 +165,6 @@ def _write_set_info(path: Path, items: list[BuildItem], config: BuildConfig, row
     atomic_write_text(path, json.dumps(info, indent=2) + "\n")
 
 
-_INT_COLUMNS = ("level_index", "n_revealed", "budget", "seed")
-_OPTIONAL_FLOAT = ("level_percent", "centroid_dx", "centroid_dy")
-
-
-def read_stimulus_manifest(set_dir: str | Path) -> list[dict]:
-    """Rows of a set's manifest.csv, typed: ints, floats, None for empty cells; ``file`` stays relative."""
-    path = Path(set_dir) / "manifest.csv"
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            header, raw = tuple(reader.fieldnames or ()), list(reader)
-    except OSError as err:
-        raise InputError(f"{path}: cannot read the stimulus manifest ({err.strerror}); "
-                         "pass a folder made by 'python -m stimuli build'") from err
-    if header[:len(STIMULUS_MANIFEST_COLUMNS)] != STIMULUS_MANIFEST_COLUMNS:
-        raise InputError(f"{path}: header is not the stimulus-manifest columns "
-                         f"{','.join(STIMULUS_MANIFEST_COLUMNS)}; rebuild the set")
-    rows = []
-    for r in raw:
-        row = dict(r)
-        for c in _INT_COLUMNS:
-            row[c] = int(row[c])
-        for c in _OPTIONAL_FLOAT:
-            row[c] = float(row[c]) if row[c] else None
-        row["class_index"] = int(row["class_index"]) if row["class_index"] else None
-        rows.append(row)
-    return rows
 
 
 def add_arguments(parser) -> None:

@@ -1,4 +1,4 @@
-"""Importance maps from ClickMe-style rounds: the clicks CSV, bubble maps, disc blur (SPEC §6).
+"""Importance maps from ClickMe-style rounds: the clicks CSV, bubble maps, disc blur (paradigm §6).
 
 The clicks CSV is the contract between the game's ``export-clicks`` and ``stimuli maps``
 (docs/maps.md): one row per round, ``image_id, player_id, round_id, outcome, points,
@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 from scipy import signal
 
-from stimuli.errors import InputError
 from stimuli.io import _check_labels, load_image
+from suite.errors import InputError
 
 FRAME = 256            # the game shows every image in a 256×256 frame (ClickMe's size)
 BUBBLE = 14            # bubble side, px

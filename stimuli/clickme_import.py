@@ -5,7 +5,7 @@ and ``label`` (ImageNet index): the keys the authors' loader parses (serre-lab/H
 common/clickme_dataset.py); ``--clickme-keys`` names others. Clicktionary's per-image .npz
 key names could not be established from public code, so they are found among common names
 or given with ``--clicktionary-keys IMAGE,MAP[,LABEL]`` (docs/maps.md). The category comes
-from the ImageNet index (animal = 0–397, SPEC §1).
+from the ImageNet index (animal = 0–397, paradigm §1).
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stimuli.atomic import atomic_write_bytes, atomic_write_text
-from stimuli.cli_types import int_at_least
-from stimuli.errors import InputError
 from stimuli.maps import MANIFEST, PROVENANCE, category_of, manifest_row, png_bytes, write_manifest
-from stimuli.outputs import building_folder, check_output_folder
-from stimuli.provenance import provenance
 from stimuli.schema import CATEGORIES
-from stimuli.tfrecord import iter_records, parse_example
+from suite.atomic import atomic_write_bytes, atomic_write_text
+from suite.cli_types import int_at_least
+from suite.errors import InputError
+from suite.outputs import building_folder, check_output_folder
+from suite.provenance import provenance
+from suite.tfrecord import iter_records, parse_example
 
 CLICKME_SOURCE = "human clicks: ClickMe release (Linsley et al. 2019)"
 CLICKTIONARY_SOURCE = "human clicks: Clicktionary release (Linsley et al. 2017)"

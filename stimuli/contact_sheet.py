@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from stimuli.atomic import atomic_write_bytes
+from suite.atomic import atomic_write_bytes
 
 LABEL_W, HEADER_H, PAD = 150, 22, 4
 
@@ -35,7 +35,7 @@ def write_contact_sheet(set_dir: str | Path, out_path: str | Path, rows: list[di
     """
     set_dir = Path(set_dir)
     if rows is None:
-        from stimuli.build import read_stimulus_manifest
+        from stimuli.manifest import read_stimulus_manifest
         rows = read_stimulus_manifest(set_dir)
     ids = _pick_images(rows, max_images)
     levels = sorted({int(r["level_index"]) for r in rows})

@@ -8,17 +8,16 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
-from skimage import color
 from skimage.data import data_dir
 
-from stimuli.cli_types import int_at_least, int_in
-from stimuli.errors import InputError
-from stimuli.outputs import building_folder, check_output_folder
+from stimuli.derived_maps import contrast_saliency
 from stimuli.schema import BUILD_MANIFEST_COLUMNS
+from suite.cli_types import int_at_least, int_in
+from suite.errors import InputError
+from suite.outputs import building_folder, check_output_folder
 
 MAPS_NOTE = ("NOT HUMAN MAPS: demo importance maps derived by the suite from each photograph "
-             "(multi-scale centre-surround CIELAB colour contrast, stimuli/demo.py), standing in "
+             "(multi-scale centre-surround CIELAB colour contrast, stimuli/derived_maps.py), standing in "
              "for ClickMe/Clicktionary maps")
 
 # (image_id, file in scikit-image's data folder, category, ImageNet class or None, augmentation).
@@ -46,25 +45,11 @@ def _augment(image: Image.Image, how: str | None) -> Image.Image:
     return image
 
 
-def contrast_saliency(image: np.ndarray) -> np.ndarray:
-    """Centre-surround CIELAB contrast saliency of an (H, W, 3) uint8 image: (H, W) float32, 0 below the median."""
-    lab = color.rgb2lab(image)
-    sal = np.zeros(image.shape[:2])
-    for sigma in (1.0, 2.0, 4.0):
-        centre = ndimage.gaussian_filter(lab, (sigma, sigma, 0))
-        surround = ndimage.gaussian_filter(lab, (sigma * 6, sigma * 6, 0))
-        sal += np.linalg.norm(centre - surround, axis=-1)
-    sal = ndimage.gaussian_filter(sal, 3.0)
-    # Zero the least salient half, like a click map with unclicked regions.
-    sal = np.maximum(sal - np.median(sal), 0.0)
-    return (sal / sal.max()).astype(np.float32)
-
-
 def write_demo_inputs(out_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Write demo images, derived maps and a build manifest into ``out_dir``; returns the manifest path.
 
     A non-empty ``out_dir`` needs ``overwrite`` and is replaced only if the suite made it
-    (``stimuli.outputs``); the folder is written aside and swapped in when complete.
+    (``suite.outputs``); the folder is written aside and swapped in when complete.
     """
     out = check_output_folder(out_dir, overwrite=overwrite)
     source = Path(data_dir)
@@ -114,7 +99,9 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     """Run ``python -m stimuli demo``: inputs into OUT-inputs/, the set into OUT/."""
-    from stimuli.build import BuildConfig, build_stimulus_set, read_stimulus_manifest
+    from stimuli.build import build_stimulus_set
+    from stimuli.config import BuildConfig
+    from stimuli.manifest import read_stimulus_manifest
 
     out = Path(args.out)
     inputs = out.parent / f"{out.name}-inputs"

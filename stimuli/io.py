@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from stimuli.errors import InputError
 from stimuli.schema import BUILD_MANIFEST_COLUMNS, CATEGORIES
+from suite.errors import InputError
 
 MAP_SUFFIXES = (".npy", ".npz", ".png", ".jpg", ".jpeg")
 # Files of an --images folder read as photographs; others (README.txt, notes) are skipped.
@@ -57,7 +57,7 @@ def _check_unique(items: list[BuildItem], where: str) -> None:
 
 
 def read_build_manifest(path: str | Path) -> list[BuildItem]:
-    """Rows of a build manifest (SPEC §4: image, map, image_id, category, class_index), paths resolved."""
+    """Rows of a build manifest (paradigm §4: image, map, image_id, category, class_index), paths resolved."""
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:

@@ -1,6 +1,6 @@
 """``python -m stimuli maps``: importance maps from the game's clicks, or (labelled NOT HUMAN) without people.
 
-``--clicks CSV``: per image, each player's bubble map (SPEC §6), the mean over players,
+``--clicks CSV``: per image, each player's bubble map (paradigm §6), the mean over players,
 a flat-disc blur applied twice, min–max; the split-half reliability, its null and the
 centre-bias control as a table and a figure. ``--from contrast|centre``: maps made by the
 suite (colour-contrast saliency, a centre Gaussian) — never human, and said so in the
@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stimuli.atomic import atomic_write_bytes, atomic_write_text
-from stimuli.cli_types import int_at_least
 from stimuli.click_maps import (
     FRAME,
     ImageEntry,
@@ -29,10 +27,13 @@ from stimuli.click_maps import (
     read_clicks,
     read_image_list,
 )
-from stimuli.errors import InputError
-from stimuli.outputs import building_folder, check_output_folder
-from stimuli.provenance import provenance
+from stimuli.derived_maps import centre_map, contrast_saliency
 from stimuli.schema import ANIMAL_CLASS_MAX
+from suite.atomic import atomic_write_bytes, atomic_write_text
+from suite.cli_types import int_at_least
+from suite.errors import InputError
+from suite.outputs import building_folder, check_output_folder
+from suite.provenance import provenance
 
 MANIFEST = "build_manifest.csv"
 PROVENANCE = "maps_provenance.json"
@@ -40,13 +41,13 @@ PARTICIPANT_MAPS = "participant_maps.npz"
 MANIFEST_COLUMNS = ("image", "map", "image_id", "category", "class_index", "map_source")
 HUMAN = "human clicks"
 NOT_HUMAN = {
-    "contrast": "NOT HUMAN: colour-contrast saliency (stimuli/demo.py contrast_saliency)",
+    "contrast": "NOT HUMAN: colour-contrast saliency (stimuli/derived_maps.py contrast_saliency)",
     "centre": "NOT HUMAN: centre Gaussian (sigma = a quarter of the frame)",
 }
 
 
 def category_of(class_index: int) -> str:
-    """The category of an ImageNet class (SPEC §1: 0–397 are animals)."""
+    """The category of an ImageNet class (paradigm §1: 0–397 are animals)."""
     return "animal" if class_index <= ANIMAL_CLASS_MAX else "non-animal"
 
 
@@ -92,12 +93,6 @@ def _write_map(folder: Path, image_id: str, m: np.ndarray) -> str:
     return name
 
 
-def centre_map(size: int = FRAME) -> np.ndarray:
-    """A centre Gaussian (σ = size/4), 0–1: where people look when nothing else is known."""
-    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
-    return np.exp(-(xx**2 + yy**2) / (2 * (size / 4) ** 2)).astype(np.float32)
-
-
 def images_from(source: Path) -> list[ImageEntry]:
     """Images from a build manifest, or a folder with animal/ and non-animal/ sub-folders."""
     if source.is_file():
@@ -119,7 +114,6 @@ def images_from(source: Path) -> list[ImageEntry]:
 
 def maps_without_people(entries: list[ImageEntry], kind: str, out: Path) -> list[dict]:
     """Write NOT HUMAN maps and images into ``out``; returns the manifest rows."""
-    from stimuli.demo import contrast_saliency
     rows = []
     for e in entries:
         image_file, framed = _write_image(e, out)
@@ -203,7 +197,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-bubbles", type=int_at_least(1), default=10,
                         help="drop rounds with fewer bubbles (default 10: the partner's first query)")
     parser.add_argument("--min-players", type=int_at_least(2), default=5,
-                        help="leave out images with fewer players (default 5, SPEC §6)")
+                        help="leave out images with fewer players (default 5, paradigm §6)")
     parser.add_argument("--blur-px", type=int_at_least(1), default=21,
                         help="flat-disc diameter, applied twice (default 21)")
     parser.add_argument("--keep-skipped", action="store_true", help="keep rounds the player skipped")

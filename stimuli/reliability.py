@@ -1,6 +1,6 @@
 """How reliable click maps are: split-half Spearman, the other-image null, the centre-bias control.
 
-SPEC §6: split the players of an image into random halves, Spearman ρ between the two
+paradigm §6: split the players of an image into random halves, Spearman ρ between the two
 half-maps (each made like the image's map: mean over its players, disc blur twice), mean
 over 1,000 splits. Null: the same, one half of image i against a half of another image
 (drawn afresh each split). Centre-bias control: each image's map against the mean map of
@@ -150,7 +150,7 @@ def reliability_figure(image_ids: list[str], rel: Reliability, title: str = "") 
     ax.set_ylabel("Spearman ρ")
     if len(order) <= 30:
         ax.set_xticks(x, [image_ids[k] for k in order], rotation=90, fontsize=6)
-    ax.set_title(title or "Click-map reliability (SPEC §6)", fontsize=9)
+    ax.set_title(title or "Click-map reliability (paradigm §6)", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()

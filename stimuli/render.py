@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from stimuli.errors import InputError
 from stimuli.io import BuildItem, check_aspect, load_image, load_map
 from stimuli.masks import centering_shift, level_counts, nested_pixel_order, resize_center_crop
 from stimuli.noise import amplitude_spectrum, noise_background
+from suite.errors import InputError
 
 if TYPE_CHECKING:
-    from stimuli.build import BuildConfig
+    from stimuli.config import BuildConfig
 
 
 def image_seed(set_seed: int, image_id: str) -> int:

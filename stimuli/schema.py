@@ -1,4 +1,4 @@
-"""Column names of the build manifest and the stimulus manifest (SPEC §4). Columns may be added, never renamed."""
+"""Column names of the build manifest and the stimulus manifest (paradigm §4). Columns may be added, never renamed."""
 
 BUILD_MANIFEST_COLUMNS = ("image", "map", "image_id", "category", "class_index")
 
@@ -9,5 +9,5 @@ STIMULUS_MANIFEST_COLUMNS = (
 
 CATEGORIES = ("animal", "non-animal")
 
-# ImageNet-1k class indices 0..397 (n01440764 tench .. n02655020 puffer) are animals (SPEC §1).
+# ImageNet-1k class indices 0..397 (n01440764 tench .. n02655020 puffer) are animals (paradigm §1).
 ANIMAL_CLASS_MAX = 397

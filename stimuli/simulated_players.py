@@ -1,6 +1,6 @@
 """SIMULATED ClickMe players: bubble paths drawn from a hidden "true" map, for tests, demos, benchmarks.
 
-Nothing here is human data. A simulated player paints like the game's players (SPEC §6):
+Nothing here is human data. A simulated player paints like the game's players (paradigm §6):
 a bubble every 50 ms along a pointer path, a repeated position skipped, at most 7 s per
 image. The path runs in strokes: it heads for a target pixel drawn with probability
 ∝ hidden map ** ``sharpness`` (now and then, with probability ``lapse``, a uniformly

@@ -1,4 +1,4 @@
-"""Small stimulus sets in the SPEC §4 format for the experiment tests (PNG files + manifest.csv)."""
+"""Small stimulus sets in the paradigm §4 format for the experiment tests (PNG files + manifest.csv)."""
 
 from __future__ import annotations
 

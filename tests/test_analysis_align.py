@@ -1,4 +1,4 @@
-"""Alignment scores: the model curve matters (SPEC §1 draft bug), intervals shrink with data."""
+"""Alignment scores: the model curve matters (paradigm §1 draft bug), intervals shrink with data."""
 
 import numpy as np
 import pytest

@@ -9,7 +9,7 @@ from analysis.bootstrap import bootstrap_fit
 from analysis.curves import accuracy_curves, count_matrix
 from analysis.fit import fit_psychometric
 from analysis.load import load_trials
-from stimuli.errors import InputError
+from suite.errors import InputError
 from tests.test_analysis_load import MVH
 from tests.test_analysis_synthetic import LEVELS, p_correct
 

@@ -7,7 +7,7 @@ import pytest
 
 from analysis.load import load_trials, read_model_vs_human, read_suite_table
 from experiment.schema import TRIAL_COLUMNS
-from stimuli.errors import InputError
+from suite.errors import InputError
 from tests.test_analysis_synthetic import synthetic_trials
 
 MVH = Path(__file__).resolve().parents[2] / "shared" / "data" / "model-vs-human-raw"

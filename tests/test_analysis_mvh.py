@@ -14,7 +14,7 @@ from analysis.curves import accuracy_curves, count_matrix
 from analysis.fit import fit_psychometric
 from analysis.import_mvh import KNOWN_EXPERIMENTS, categorical_accuracy, read_model_vs_human
 from analysis.load import DATASETS, load_trials
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 MVH = ROOT.parent / "shared" / "data" / "model-vs-human-raw"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from analysis.report import render_report
-from stimuli.errors import InputError
+from suite.errors import InputError
 from tests.test_analysis_load import MVH
 from tests.test_analysis_synthetic import write_synthetic
 

@@ -16,8 +16,8 @@ import pytest
 
 from analysis.align import NEG_LOG_MSE_CAP, align
 from analysis.report import render_report
-from stimuli.errors import InputError
-from stimuli.outputs import MARK
+from suite.errors import InputError
+from suite.outputs import MARK
 from tests.test_analysis_load import MVH
 from tests.test_analysis_synthetic import LEVELS, synthetic_trials, write_synthetic
 

@@ -16,9 +16,9 @@ from playwright.sync_api import sync_playwright
 
 from experiment.online.clickme_build import build_game
 from experiment.online.clickme_export import export_clicks
-from experiment.online.local_server import free_port, serve_in_thread
-from experiment.online.server import create_app
+from experiment.online.serve import create_site_app
 from stimuli.click_maps import read_clicks
+from tests.support.local_server import free_port, serve_in_thread
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -141,7 +141,7 @@ def check_rounds(db: Path, out: Path, n: int) -> list:
 
 def test_three_images_painted_answered_and_stored(site, browser, tmp_path):
     db = tmp_path / "game.sqlite"
-    app = create_app(site, db, ADMIN)
+    app = create_site_app(site, db, ADMIN)
     with serve_in_thread(app) as url:
         page = browser.new_page()
         page.goto(url + "?PROLIFIC_PID=P1&STUDY_ID=S&SESSION_ID=G1")
@@ -161,7 +161,7 @@ def test_three_images_painted_answered_and_stored(site, browser, tmp_path):
 
 def test_reload_mid_game_resumes(site, browser, tmp_path):
     db = tmp_path / "game.sqlite"
-    with serve_in_thread(create_app(site, db, ADMIN)) as url:
+    with serve_in_thread(create_site_app(site, db, ADMIN)) as url:
         context = browser.new_context()
         page = context.new_page()
         page.goto(url + "?PROLIFIC_PID=P2&STUDY_ID=S&SESSION_ID=G2")

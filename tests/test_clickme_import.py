@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from stimuli.__main__ import COMMANDS
-from stimuli.command_line import dispatch
 from stimuli.io import load_image, load_map, read_build_manifest
+from suite.command_line import dispatch
 
 ROOT = Path(__file__).resolve().parent.parent
 KERAS_PYTHON = ROOT / ".venv-keras" / "bin" / "python"
@@ -59,14 +59,14 @@ def test_import_reads_a_tensorflow_shard(tf_shard, tmp_path):
 
 
 def test_limit_and_models_reader_agree(tf_shard, tmp_path):
-    from models.clickme import ClickMeShards
+    from models.harmonizer.clickme import ClickMeShards
     from models.where import read_where_set
 
     out = tmp_path / "two"
     assert _cli("import-clickme", tf_shard, "--out", out, "--limit", "2") == 0
     items = read_where_set(out / "build_manifest.csv", None)
     assert [it["class_index"] for it in items] == [3, 500]
-    # the torch reader (models/clickme.py, codec now in stimuli/tfrecord.py) reads TF's shard too
+    # the torch reader (models/harmonizer/clickme.py, codec now in suite/tfrecord.py) reads TF's shard too
     assert [ClickMeShards([tf_shard])[k][2] for k in range(4)] == [3, 500, 397, 398]
 
 

@@ -17,11 +17,11 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from experiment.online.clickme_build import build_game
-from experiment.online.local_server import serve_in_thread
-from experiment.online.server import create_app
+from experiment.online.serve import create_site_app
 from models.preprocessing import to_model_input, whole_image
 from models.zoo import create
 from stimuli.click_maps import bubble_map
+from tests.support.local_server import serve_in_thread
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -109,7 +109,7 @@ def test_page_partner_equals_python_models(site, tmp_path):
     with torch.inference_mode():
         ref = torch.cat([model.module(to_model_input(revealed[i:i + 8], prep))
                          for i in range(0, len(revealed), 8)]).numpy()
-    with serve_in_thread(create_app(site, tmp_path / "game.sqlite", ADMIN)) as url, \
+    with serve_in_thread(create_site_app(site, tmp_path / "game.sqlite", ADMIN)) as url, \
             sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page()

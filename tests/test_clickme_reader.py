@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from models import clickme
+from models.harmonizer import clickme
 from models.human_maps import prepare_human_maps
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 
 def _jpeg(array: np.ndarray) -> bytes:

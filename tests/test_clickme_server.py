@@ -17,10 +17,10 @@ from starlette.testclient import TestClient
 from experiment.online.clickme_build import build_game
 from experiment.online.clickme_export import export_clicks
 from experiment.online.clickme_rules import points_for
-from experiment.online.server import create_app
+from experiment.online.serve import create_site_app
 from stimuli.click_maps import CLICKS_COLUMNS, read_clicks
-from stimuli.command_line import dispatch
-from stimuli.errors import InputError
+from suite.command_line import dispatch
+from suite.errors import InputError
 
 ADMIN = "admin-token-for-tests-0123456789"
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def make_site(root: Path, per_participant: int | None = 2, seconds: float = 7.0)
 @pytest.fixture()
 def game(tmp_path):
     site = make_site(tmp_path / "g")
-    app = create_app(site, tmp_path / "game.sqlite", ADMIN)
+    app = create_site_app(site, tmp_path / "game.sqlite", ADMIN)
     with TestClient(app) as client:
         yield client, app
 
@@ -110,7 +110,7 @@ def test_session_gets_its_images_and_the_practice_one_is_not_among_them(game):
 
 def test_images_collect_players_evenly_under_concurrent_arrivals(tmp_path):
     site = make_site(tmp_path / "g", per_participant=4)
-    app = create_app(site, tmp_path / "game.sqlite", ADMIN)
+    app = create_site_app(site, tmp_path / "game.sqlite", ADMIN)
     with TestClient(app) as client, ThreadPoolExecutor(8) as pool:
         sessions = list(pool.map(lambda i: start(client, f"w{i}"), range(21)))
         status = client.get("/api/admin/status",
@@ -180,7 +180,7 @@ def test_a_recognized_round_must_end_at_its_query(game):
 
 def test_an_image_without_class_is_judged_by_the_animal_decision(tmp_path):
     site = make_site(tmp_path / "g", per_participant=6)
-    app = create_app(site, tmp_path / "game.sqlite", ADMIN)
+    app = create_site_app(site, tmp_path / "game.sqlite", ADMIN)
     with TestClient(app) as client:
         s = start(client, "p1")
         item = next(r for r in s["rounds"] if r["class_index"] is None)

@@ -12,13 +12,13 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from models import harmonize as hm
-from models import harmonized_finetune as hf
 from models import zoo
 from models.__main__ import COMMANDS
-from models.harmonize_data import StepBatches
+from models.harmonizer.data import StepBatches
+from models.harmonizer import runs as hf
+from models.harmonizer import training as hm
 from models.human_maps import prepare_human_maps
-from stimuli.command_line import dispatch
+from suite.command_line import dispatch
 
 # One thread: the CI machine's two cores are shared, and OpenMP threads that spin while
 # another process holds the core make a step ~20× slower than running on one thread.
@@ -240,7 +240,7 @@ def test_two_processes_train_like_one_with_the_whole_batch(tmp_path):
 def test_cli_reads_clickme_shards(tmp_path):
     import io as _io
 
-    from models import clickme
+    from models.harmonizer import clickme
 
     rng = np.random.default_rng(5)
 
@@ -295,7 +295,7 @@ def _class_tree(root, names):
 
 def test_imagenet_class_folders_keep_their_imagenet_index_on_a_subset(tmp_path):
     # three of the 1,000 synsets (tench, brambling, toilet tissue) and a folder named by index
-    from models.harmonize_data import PlainImages
+    from models.harmonizer.data import PlainImages
 
     root = _class_tree(tmp_path / "train", ["n15075141", "n01530575", "n01440764", "500"])
     labels = {path.parent.name: label for path, label in PlainImages(root, 16).files}
@@ -304,8 +304,8 @@ def test_imagenet_class_folders_keep_their_imagenet_index_on_a_subset(tmp_path):
 
 @pytest.mark.parametrize("bad", ["n99999999", "cats", "1000"])
 def test_a_class_folder_that_is_no_imagenet_class_is_refused_by_name(tmp_path, bad):
-    from models.harmonize_data import PlainImages
-    from stimuli.errors import InputError
+    from models.harmonizer.data import PlainImages
+    from suite.errors import InputError
 
     root = _class_tree(tmp_path / "train", ["n01440764", bad])
     with pytest.raises(InputError, match=f"'{bad}'.*synset"):

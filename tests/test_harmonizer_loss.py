@@ -1,4 +1,4 @@
-"""The harmonizer loss against an independent NumPy reading of SPEC §3, level by level."""
+"""The harmonizer loss against an independent NumPy reading of paradigm §3, level by level."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import timm
 import torch
 import torch.nn as nn
 
-from models import harmonizer as hz
+from models.harmonizer import loss as hz
 
 torch.set_num_threads(2)
 
 
-# ---- the reference, written from the SPEC text only -------------------------------------
+# ---- the reference, written from the paradigm text only (docs/paradigm.md §3) -------------------------------------
 
 def np_pad_same(n: int) -> tuple[int, int]:
     # TensorFlow "same", kernel 5, stride 2: output ceil(n/2); leftover padding goes after.

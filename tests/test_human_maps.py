@@ -1,4 +1,4 @@
-"""The ClickMe map preparation follows SPEC §3: kernel, padding, sizes."""
+"""The ClickMe map preparation follows paradigm §3: kernel, padding, sizes."""
 
 import numpy as np
 import torch

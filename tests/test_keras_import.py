@@ -17,8 +17,8 @@ import torch
 from models.__main__ import COMMANDS
 from models.keras_import.convert import convert_keras
 from models.zoo import create
-from stimuli.command_line import dispatch
-from stimuli.errors import InputError
+from suite.command_line import dispatch
+from suite.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 KERAS_PYTHON = ROOT / ".venv-keras" / "bin" / "python"

@@ -27,7 +27,7 @@ from experiment.lists import ListConfig, write_lists
 from experiment.schema import TRIAL_COLUMNS, TRIAL_LIST_COLUMNS, read_rows
 from experiment.session import key_mapping, open_session
 from experiment.timing import run_state
-from stimuli.errors import InputError
+from suite.errors import InputError
 from tests.stimulus_sets import make_stimulus_set
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import pytest
 from experiment.__main__ import COMMANDS
 from experiment.lists import LIST_COLUMNS, ListConfig, effective_run_cap, write_lists
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows
-from stimuli.command_line import dispatch
-from stimuli.errors import InputError
+from suite.command_line import dispatch
+from suite.errors import InputError
 from tests.stimulus_sets import make_stimulus_set
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ from PIL import Image
 
 from stimuli.__main__ import COMMANDS
 from stimuli.click_maps import CLICKS_COLUMNS, bubble_map, disc_kernel
-from stimuli.command_line import dispatch
 from stimuli.io import load_map, read_build_manifest
 from stimuli.simulated_players import hidden_map, simulate_clicks
+from suite.command_line import dispatch
 
 
 def _cli(*argv) -> int:

@@ -17,9 +17,9 @@ from models.__main__ import COMMANDS
 from models.decision import decide, observer_name
 from models.observe import cpu_has_native_bf16, model_logits, observe, read_stimulus_set
 from models.zoo import create
-from stimuli.command_line import dispatch
-from stimuli.errors import InputError
 from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
+from suite.command_line import dispatch
+from suite.errors import InputError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE = DATA / "imagenet-sample"

@@ -17,10 +17,10 @@ from playwright.sync_api import sync_playwright
 from experiment.online.build import build_site
 from experiment.online.config import StudyConfig
 from experiment.online.export import export_trials
-from experiment.online.local_server import free_port, serve_in_thread
-from experiment.online.sample_study import make_lists, make_stimulus_set
 from experiment.online.server import create_app
 from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS, read_rows
+from tests.support.local_server import free_port, serve_in_thread
+from tests.support.sample_study import make_lists, make_stimulus_set
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -16,11 +16,11 @@ from PIL import Image
 
 from experiment.__main__ import COMMANDS
 from experiment.online.build import build_site, load_lists
-from experiment.online.sample_study import make_lists, make_stimulus_set
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows, write_table
-from stimuli.command_line import dispatch
-from stimuli.errors import InputError
-from stimuli.outputs import MARK
+from suite.command_line import dispatch
+from suite.errors import InputError
+from suite.outputs import MARK
+from tests.support.sample_study import make_lists, make_stimulus_set
 from tests.test_online_server import deny_writing
 
 

@@ -13,16 +13,16 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-import stimuli.outputs
+import suite.outputs
 from experiment.__main__ import COMMANDS
 from experiment.online.build import build_site
 from experiment.online.config import ServerLimits, StudyConfig
-from experiment.online.local_server import free_port, serve_in_thread
-from experiment.online.sample_study import make_lists, make_stimulus_set
 from experiment.online.server import create_app
 from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS, read_rows
-from stimuli.command_line import dispatch
-from stimuli.errors import InputError
+from suite.command_line import dispatch
+from suite.errors import InputError
+from tests.support.local_server import free_port, serve_in_thread
+from tests.support.sample_study import make_lists, make_stimulus_set
 
 ADMIN = "admin-token-for-tests-0123456789"
 
@@ -511,7 +511,7 @@ def deny_writing(monkeypatch, folder: Path) -> None:
             if Path(path).resolve() == folder.resolve() and mode & os.W_OK:
                 return False
             return real(path, mode, *a, **k)
-        monkeypatch.setattr(stimuli.outputs.os, "access", access)
+        monkeypatch.setattr(suite.outputs.os, "access", access)
 
 
 def _export(*argv) -> int:

@@ -14,11 +14,11 @@ from experiment.__main__ import COMMANDS
 from experiment.online.build import build_site
 from experiment.online.config import ServerLimits, StudyConfig
 from experiment.online.export import export_trials
-from experiment.online.sample_study import make_lists, make_stimulus_set
 from experiment.online.server import create_app
 from experiment.online.store import StudyStore
 from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS, read_rows
-from stimuli.command_line import dispatch
+from suite.command_line import dispatch
+from tests.support.sample_study import make_lists, make_stimulus_set
 
 ADMIN = "admin-token-for-tests-0123456789"
 NONCE = "n" * 20 + "0123456789abcdef"

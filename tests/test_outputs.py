@@ -1,4 +1,4 @@
-"""The shared output checks (stimuli.outputs) and argument types (stimuli.cli_types), unit by unit."""
+"""The shared output checks (suite.outputs) and argument types (suite.cli_types), unit by unit."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import stimuli.outputs as outputs
-from stimuli.cli_types import float_in, int_at_least, int_in, int_list
-from stimuli.errors import InputError
-from stimuli.outputs import (
+import suite.outputs as outputs
+from suite.cli_types import float_in, int_at_least, int_in, int_list
+from suite.errors import InputError
+from suite.outputs import (
     MARK,
     building_folder,
     check_output_file,

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from analysis.pipeline import load_config, run_pipeline
-from stimuli.demo import contrast_saliency
-from stimuli.errors import InputError
+from stimuli.derived_maps import contrast_saliency
+from suite.errors import InputError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
 MODELS = ("efficientnet_lite0_imagenet", "efficientnet_lite1_imagenet")

@@ -12,7 +12,7 @@ import pytest
 
 from analysis.power import PowerDesign, count_experiment, expected_scores, trial_experiment
 from analysis.power_engine import simulate_power
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 DESIGN = PowerDesign(n_images=110, n_boot=200)
 

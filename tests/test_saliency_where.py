@@ -22,8 +22,8 @@ from models.where import (
     top_fraction_overlap,
 )
 from models.zoo import create
-from stimuli.command_line import dispatch
-from stimuli.errors import InputError
+from suite.command_line import dispatch
+from suite.errors import InputError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE = DATA / "imagenet-sample"
@@ -147,7 +147,7 @@ def test_where_on_real_photos_uses_blurred_maps_and_true_class(where_set):
     assert [it["image_id"] for it in items] == ["im0", "im1", "im2", "im3"]
     model = create("efficientnet_lite0_imagenet")
     r = evaluate(model, items, n_boot=200, progress=False)
-    # independently: the true-class gradient of the same preprocessed images, maps blurred per SPEC §3
+    # independently: the true-class gradient of the same preprocessed images, maps blurred per paradigm §3
     from dataclasses import replace
 
     from models.preprocessing import load_rgb, to_model_input, whole_image

@@ -17,8 +17,9 @@ from experiment.schema import (
     read_rows,
     write_table,
 )
-from stimuli.errors import InputError
 from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
+from suite.errors import InputError
+from suite.tables import TableError
 
 
 def _row(i, **kw):
@@ -54,7 +55,7 @@ def test_writer_rejects_values_outside_the_vocabulary(tmp_path):
     with TrialWriter(tmp_path / "s.csv") as w:
         with pytest.raises(SchemaError, match="response"):
             w.write(_row(1, response="yes"))
-        with pytest.raises(SchemaError, match="unknown column"):
+        with pytest.raises(TableError, match="unknown column"):
             w.write(_row(1, reaction=3))
     assert len(read_rows(tmp_path / "s.csv")) == 0
 
@@ -131,7 +132,7 @@ def test_a_clean_file_has_nothing_set_aside(tmp_path):
 def test_write_table_is_whole_or_nothing(tmp_path):
     path = tmp_path / "list.csv"
     write_table(path, [{"list_id": 0, "trial": 1}], TRIAL_LIST_COLUMNS)
-    with pytest.raises(SchemaError):
+    with pytest.raises(TableError):
         write_table(path, [{"list_id": 0, "bogus": 1}], TRIAL_LIST_COLUMNS)
     with open(path, newline="", encoding="utf-8") as fh:
         assert list(csv.reader(fh)) == [list(TRIAL_LIST_COLUMNS), ["0", "", "1"] + [""] * 7]

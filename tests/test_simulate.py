@@ -15,11 +15,11 @@ from scipy.optimize import minimize
 from experiment.lists import ListConfig, write_lists
 from experiment.schema import TRIAL_COLUMNS, read_rows, validate_trial_row
 from experiment.simulate import PsychometricObserver, simulate_observer
-from stimuli.errors import InputError
+from suite.errors import InputError
 from tests.stimulus_sets import make_stimulus_set
 
 ROOT = Path(__file__).resolve().parents[1]
-PERCENTS = 10 ** np.linspace(0, 2, 11)  # the authors' 11 levels (SPEC §1)
+PERCENTS = 10 ** np.linspace(0, 2, 11)  # the authors' 11 levels (paradigm §1)
 
 # Tolerances for 11 levels x 1000 trials: over 40 seeds the MLE's SD was 0.023-0.026 in
 # log10 threshold and 6-8 % in slope (bias < 3 %); the bounds are about 3.5 SD wide.

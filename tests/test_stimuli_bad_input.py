@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stimuli.build import BuildConfig, build_stimulus_set
-from stimuli.errors import InputError
+from stimuli.build import build_stimulus_set
+from stimuli.config import BuildConfig
 from stimuli.io import items_from_folders
-from stimuli.outputs import MARK
+from suite.errors import InputError
+from suite.outputs import MARK
 from tests.test_stimuli_build import make_synthetic_items, save_map
 
 CONFIG = BuildConfig(levels_percent=(10.0, 100.0), full=False)

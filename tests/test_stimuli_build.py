@@ -1,4 +1,4 @@
-"""A stimulus set built from the real ImageNet photos with synthetic maps: the SPEC §1-2 properties."""
+"""A stimulus set built from the real ImageNet photos with synthetic maps: the paradigm §1-2 properties."""
 
 from __future__ import annotations
 
@@ -10,15 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stimuli.build import (
-    BuildConfig,
-    build_stimulus_set,
-    plan_image,
-    read_stimulus_manifest,
-    render_level,
-)
+from stimuli.build import build_stimulus_set
+from stimuli.config import BuildConfig
 from stimuli.io import BuildItem, read_build_manifest
+from stimuli.manifest import read_stimulus_manifest
 from stimuli.masks import level_counts
+from stimuli.render import plan_image, render_level
 from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -182,7 +179,7 @@ def test_contact_sheet_shows_images_by_levels(built):
 def test_rank_order_reveals_most_important_pixels_first(tmp_path):
     items = make_synthetic_items(tmp_path, 2, 0)
     config = BuildConfig(order="rank")
-    from stimuli.build import load_item
+    from stimuli.render import load_item
     for item in items:
         _, imp = load_item(item, 256)
         plan = plan_image(item, config)

@@ -7,17 +7,13 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from stimuli.build import (
-    BuildConfig,
-    build_stimulus_set,
-    load_item,
-    plan_image,
-    read_stimulus_manifest,
-    render_level,
-)
+from stimuli.build import build_stimulus_set
+from stimuli.config import BuildConfig
 from stimuli.io import BuildItem
+from stimuli.manifest import read_stimulus_manifest
 from stimuli.masks import centering_shift, nested_pixel_order
 from stimuli.noise import amplitude_spectrum
+from stimuli.render import load_item, plan_image, render_level
 from tests.test_stimuli_build import PHOTOS, make_synthetic_items, save_map
 
 

@@ -12,7 +12,7 @@ from stimuli.masks import _fill_order, grow_order, nested_pixel_order
 
 
 def plain_grow(priority: np.ndarray, shape: tuple[int, int], n: int) -> list[int]:
-    """Best-first 4-connected growth as SPEC §2 words it: the best frontier pixel each step."""
+    """Best-first 4-connected growth as paradigm §2 words it: the best frontier pixel each step."""
     h, w = shape
     rank = {int(p): r for r, p in enumerate(priority)}
     seed = int(priority[0])

@@ -22,19 +22,15 @@ from PIL import Image
 
 import stimuli.build
 import stimuli.demo
-import stimuli.outputs
-from stimuli.build import (
-    MAX_SIZE,
-    BuildConfig,
-    build_stimulus_set,
-    plan_image,
-    read_stimulus_manifest,
-    render_level,
-)
-from stimuli.command_line import dispatch
-from stimuli.errors import InputError
+import suite.outputs
+from stimuli.build import build_stimulus_set
+from stimuli.config import MAX_SIZE, BuildConfig
 from stimuli.io import BuildItem, items_from_folders, load_image
-from stimuli.outputs import MARK
+from stimuli.manifest import read_stimulus_manifest
+from stimuli.render import plan_image, render_level
+from suite.command_line import dispatch
+from suite.errors import InputError
+from suite.outputs import MARK
 from tests.test_stimuli_build import (
     PHOTOS,
     make_synthetic_items,
@@ -277,7 +273,7 @@ def _deny_writing(monkeypatch, folder: Path) -> None:
             if Path(path).resolve() == folder.resolve() and mode & os.W_OK:
                 return False
             return real(path, mode, *a, **k)
-        monkeypatch.setattr(stimuli.outputs.os, "access", access)
+        monkeypatch.setattr(suite.outputs.os, "access", access)
 
 
 @pytest.mark.parametrize("case", ["a file", "under a file", "unwritable", "holds the manifest"])

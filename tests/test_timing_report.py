@@ -16,7 +16,7 @@ import pytest
 from experiment import timing
 from experiment.schema import TrialWriter, read_rows
 from experiment.timing import timing_report
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 

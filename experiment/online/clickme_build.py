@@ -22,12 +22,12 @@ from experiment.online.build import check_title
 from experiment.online.clickme_rules import GameConfig
 from experiment.online.clickme_server import GAME_FILE
 from experiment.online.config import SAFE_ID
-from stimuli.atomic import atomic_write_text
-from stimuli.cli_types import float_in, int_at_least, int_in
 from stimuli.click_maps import frame_image, read_image_list
-from stimuli.errors import InputError
-from stimuli.outputs import building_folder, check_output_folder
-from stimuli.provenance import provenance
+from suite.atomic import atomic_write_text
+from suite.cli_types import float_in, int_at_least, int_in
+from suite.errors import InputError
+from suite.outputs import building_folder, check_output_folder
+from suite.provenance import provenance
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEB_DIR = Path(__file__).resolve().parent / "clickme_web"

@@ -7,8 +7,8 @@ from pathlib import Path
 from experiment.online.clickme_store import ROUND_EXPORT_COLUMNS, GameStore
 from experiment.online.store import StudyStore
 from experiment.schema import write_table
-from stimuli.errors import InputError
-from stimuli.outputs import check_output_file
+from suite.errors import InputError
+from suite.outputs import check_output_file
 
 QUERY_COLUMNS = ("player_id", "round_id", "image_id", "n_bubbles", "top5", "recognized")
 

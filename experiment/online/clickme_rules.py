@@ -1,4 +1,4 @@
-"""The ClickMe game's settings and rules (SPEC §6): recognition, points, and the checks on a round.
+"""The ClickMe game's settings and rules (paradigm §6): recognition, points, and the checks on a round.
 
 The page plays by these rules; the server applies them again to every round it is sent,
 so a stored round is one the game could have produced. The server stores the bubble path,
@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 
 from experiment.online.validation import ISO_UTC, Invalid
-from stimuli.errors import InputError
 from stimuli.schema import ANIMAL_CLASS_MAX
+from suite.errors import InputError
 
 FRAME = 256              # images are shown and stored in a 256×256 frame
 OUTCOMES = ("recognized", "timeout", "skip")
@@ -26,7 +26,7 @@ class GameConfig:
     """Everything the page and the server know about one game site (clickme.json)."""
 
     study_id: str
-    seconds: float = 7.0          # per image (SPEC §6)
+    seconds: float = 7.0          # per image (paradigm §6)
     bubble: int = 14              # bubble side, px
     interval_ms: float = 50.0     # one bubble per 50 ms along the path
     query_every: int = 10         # the partner is asked after every 10 bubbles

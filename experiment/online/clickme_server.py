@@ -30,9 +30,9 @@ from experiment.online.server import (
 from experiment.online.store import StudyStore
 from experiment.online.validation import Invalid
 from experiment.schema import format_row
-from stimuli.errors import InputError
-from stimuli.outputs import check_output_file
-from stimuli.provenance import utc_now
+from suite.errors import InputError
+from suite.outputs import check_output_file
+from suite.provenance import utc_now
 
 GAME_FILE = "clickme.json"
 # onnxruntime-web compiles its WebAssembly: allowed for the page's own files only

@@ -12,7 +12,7 @@ import secrets
 import sqlite3
 
 from experiment.online.store import Session, StudyStore
-from stimuli.provenance import utc_now
+from suite.provenance import utc_now
 
 GAME_LIST = "clickme"     # the list_id every game session has in the sessions table
 SCHEMA = """

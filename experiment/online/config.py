@@ -1,4 +1,4 @@
-"""The online study's settings, with SPEC §1/§5 defaults; saved in the site as study.json."""
+"""The online study's settings, with paradigm §1/§5 defaults; saved in the site as study.json."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from experiment.paradigm import TrialTiming
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 _PARADIGM = TrialTiming()  # the page's field names differ (seconds, JSON), the values do not
 
@@ -19,7 +19,7 @@ SAFE_KEY = re.compile(r"^[a-z0-9]$")
 
 @dataclass(frozen=True)
 class Timing:
-    """Trial timing (SPEC §1): fixation range, stimulus and response window, feedback."""
+    """Trial timing (paradigm §1): fixation range, stimulus and response window, feedback."""
 
     fixation_min_ms: float = _PARADIGM.fixation_min_ms
     fixation_max_ms: float = _PARADIGM.fixation_max_ms

@@ -1,4 +1,4 @@
-"""Export an online study's stored trials as the suite's trial table (SPEC §4)."""
+"""Export an online study's stored trials as the suite's trial table (paradigm §4)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 from experiment.online.store import REJECTED_COLUMNS, WEB_TRIAL_COLUMNS, StudyStore
 from experiment.schema import write_table
-from stimuli.errors import InputError
-from stimuli.outputs import check_output_file
+from suite.errors import InputError
+from suite.outputs import check_output_file
 
 
 def export_trials(db: str | Path, out: str | Path, rejected: bool = False) -> int:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS
-from stimuli.errors import InputError
-from stimuli.provenance import utc_now
+from suite.errors import InputError
+from suite.provenance import utc_now
 
 # what the web runner stores and exports: the trial table plus its optional interrupted flag
 WEB_TRIAL_COLUMNS = TRIAL_COLUMNS + OPTIONAL_TRIAL_COLUMNS

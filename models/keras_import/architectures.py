@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from models.keras_import import efficientnet_b0, resnet50v2, vgg16, vit_b16
+from models.keras_import.h5file import KerasFile
 from models.keras_import.weight_mapping import WeightMap
 
 
@@ -17,7 +18,7 @@ class Architecture:
 
     name: str                 # the --arch value
     zoo_name: str             # its name in models.zoo
-    released_file: str        # the authors' file name (SPEC §3)
+    released_file: str        # the authors' file name (paradigm §3)
     layout: str               # "model": whole saved model; "weights": weights-only
     keras_source: str         # which Keras code builds it
     head_layer: str           # the final Dense, whose activation the module leaves out
@@ -44,9 +45,23 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
 
 def architecture(name: str) -> Architecture:
     """The Architecture called ``name``, or an InputError listing the known ones."""
-    from stimuli.errors import InputError
+    from suite.errors import InputError
 
     if name not in ARCHITECTURES:
         raise InputError(f"unknown Keras architecture {name!r}; use one of "
                          f"{', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[name]
+
+
+def guess_hint(keras: KerasFile, arch: str) -> str:
+    """' It looks like X: pass --arch X.' when another architecture's layer names fit the file better."""
+    names = set(keras.weights)
+    scores = {}
+    for name, spec in ARCHITECTURES.items():
+        expected = set(spec.expected_layers())
+        scores[name] = len(names & expected) / max(len(names | expected), 1)
+    best = max(scores, key=scores.get)
+    if best != arch and scores[best] > 0.9:
+        return f". It looks like a Keras {best}: pass --arch {best}"
+    return (". Give the file of the architecture named by --arch (the authors' "
+            "vgg16/resnet50v2/efficientnetB0/vit-b16 _harmonized.h5), complete and unmodified")

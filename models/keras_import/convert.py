@@ -8,15 +8,15 @@ from pathlib import Path
 
 import torch
 
-from models.keras_import.architectures import Architecture, architecture
+from models.keras_import.architectures import Architecture, architecture, guess_hint
 from models.keras_import.h5file import KerasFile, read_keras_h5
 from models.keras_import.weight_mapping import WeightMap
-from stimuli.atomic import atomic_write_bytes, atomic_write_text
-from stimuli.errors import InputError
-from stimuli.provenance import file_sha256, provenance
+from suite.atomic import atomic_write_bytes, atomic_write_text
+from suite.errors import InputError
+from suite.provenance import file_sha256, provenance
 
 FORMAT = "keras-import/1"
-# What every converted module expects and returns (SPEC §3: the authors' preprocessing).
+# What every converted module expects and returns (paradigm §3: the authors' preprocessing).
 INPUT_CONTRACT = ("float32 (N, 3, H, W) RGB, channels first, scaled to [0, 1] (/255) then "
                   "normalized with ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225)")
 OUTPUT_CONTRACT = "logits over the 1000 ImageNet classes (before any softmax the Keras head had)"
@@ -64,7 +64,7 @@ def convert_keras(path: str | Path, arch_name: str) -> Conversion:
         raise InputError(f"{keras.path} is {got}, but the authors' {arch.name} "
                          f"({arch.released_file}) is {expected}; check --arch")
     module = skeleton(arch)
-    mapping = WeightMap(keras, arch.name)
+    mapping = WeightMap(keras, arch.name, hint=guess_hint)
     arch.to_state(mapping, module)
     state = mapping.finish(module)
     module.load_state_dict(state, strict=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 
 @dataclass

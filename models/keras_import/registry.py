@@ -10,9 +10,9 @@ import torch
 from models.keras_import.architectures import ARCHITECTURES, Architecture
 from models.preprocessing import Preprocessing
 from models.zoo import RANDOM_WEIGHTS, register
-from stimuli.errors import InputError
+from suite.errors import InputError
 
-# The released models take /255 then ImageNet mean/std (SPEC §3) at 224×224. Resize 256 +
+# The released models take /255 then ImageNet mean/std (paradigm §3) at 224×224. Resize 256 +
 # center crop is our choice for ImageNet-style evaluation; stimuli are shown whole by the
 # observers regardless (models.preprocessing).
 HARMONIZED_PREPROCESSING = Preprocessing(input_size=224, resize=256, crop="center",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from models.keras_import.h5file import KerasFile
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 
 def conv_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -29,9 +31,12 @@ def dense_kernel(kernel: np.ndarray) -> np.ndarray:
 class WeightMap:
     """Builds a PyTorch state dict from a KerasFile, noting what is missing, misshapen or left over."""
 
-    def __init__(self, keras: KerasFile, arch: str):
+    def __init__(self, keras: KerasFile, arch: str,
+                 hint: Callable[[KerasFile, str], str] | None = None):
         self.keras = keras
         self.arch = arch
+        #: Adds to a mismatch error what the file looks like instead (architectures.guess_hint).
+        self.hint = hint
         self.state: dict[str, torch.Tensor] = {}
         self.missing: list[str] = []
         self.used: set[str] = set()
@@ -111,7 +116,7 @@ class WeightMap:
         if problems:
             raise InputError(f"{self.keras.path} does not match the Keras {self.arch} "
                              f"({len(problems)} problem(s)): {_listing(problems, 12)}"
-                             f"{guess_hint(self.keras, self.arch)}")
+                             f"{self.hint(self.keras, self.arch) if self.hint else ''}")
         for key in module.state_dict():
             if key.endswith("num_batches_tracked"):  # unused in eval mode; Keras has no counterpart
                 self.state[key] = torch.zeros((), dtype=torch.long)
@@ -121,19 +126,3 @@ class WeightMap:
 def _listing(items: list[str], limit: int = 8) -> str:
     shown = "; ".join(items[:limit])
     return shown + (f"; … and {len(items) - limit} more" if len(items) > limit else "")
-
-
-def guess_hint(keras: KerasFile, arch: str) -> str:
-    """' It looks like X: pass --arch X.' when another architecture's layer names fit the file better."""
-    from models.keras_import.architectures import ARCHITECTURES
-
-    names = set(keras.weights)
-    scores = {}
-    for name, spec in ARCHITECTURES.items():
-        expected = set(spec.expected_layers())
-        scores[name] = len(names & expected) / max(len(names | expected), 1)
-    best = max(scores, key=scores.get)
-    if best != arch and scores[best] > 0.9:
-        return f". It looks like a Keras {best}: pass --arch {best}"
-    return (". Give the file of the architecture named by --arch (the authors' "
-            "vgg16/resnet50v2/efficientnetB0/vit-b16 _harmonized.h5), complete and unmodified")

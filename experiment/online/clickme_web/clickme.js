@@ -1,4 +1,4 @@
-/* The ClickMe game page (SPEC §6): consent, session, instructions, a practice round, then
+/* The ClickMe game page (paradigm §6): consent, session, instructions, a practice round, then
  * rounds on the images the server assigned. The player paints; every interval_ms along the
  * path a bubble is placed (a repeated position is skipped); after every query_every bubbles
  * the partner (partner.js) sees those bubbles of the image over grey; the round ends when it

@@ -26,7 +26,7 @@ var jsPsychRapidCategorization = (function (jspsych) {
       fixation_frames: { type: P.INT, default: undefined },
       /** Image length in frames: round(0.400 × refresh). */
       stimulus_frames: { type: P.INT, default: undefined },
-      /** Response window from image onset, ms (SPEC: 550). */
+      /** Response window from image onset, ms (paradigm §1: 550). */
       window_ms: { type: P.FLOAT, default: 550 },
       /** Map of key -> response label, e.g. {f: "animal", j: "non-animal"}. */
       choices: { type: P.OBJECT, default: undefined },

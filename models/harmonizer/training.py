@@ -5,7 +5,7 @@ TFRecord shards) and images without (an ImageNet-style folder) at 0.2 : 0.8 by d
 SGD or AdamW with linear warm-up and cosine decay; bf16/fp16 autocast on a GPU; several
 processes under ``torchrun`` (gradients averaged by all-reduce); an atomic checkpoint to
 resume from; one JSON line of metrics per step; the result saved as a zoo model
-(``harmonized_ft:<run>``, see models/harmonized_finetune.py).
+(``harmonized_ft:<run>``, see models/harmonizer/runs.py).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
 
-from models.harmonize_data import MappedImages, PlainImages, StepBatches, WithToken
-from models.harmonizer import harmonizer_loss
+from models.harmonizer.data import MappedImages, PlainImages, StepBatches, WithToken
+from models.harmonizer.loss import harmonizer_loss
 from models.saliency import input_gradients, max_abs_saliency
 from models.where import CLICKME_CEILING, spearman_rows
-from stimuli.atomic import atomic_write_bytes, atomic_write_text
-from stimuli.errors import InputError
+from suite.atomic import atomic_write_bytes, atomic_write_text
+from suite.errors import InputError
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -91,7 +91,7 @@ def amp_dtype(cfg: HarmonizeConfig, device: torch.device) -> torch.dtype | None:
 
 
 def make_optimizer(params, cfg: HarmonizeConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW without their own decay: the loss carries the 1e-5 L2 term (SPEC §3)."""
+    """SGD or AdamW without their own decay: the loss carries the 1e-5 L2 term (paradigm §3)."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True)
     if cfg.optimizer == "adamw":
@@ -304,7 +304,7 @@ def add_arguments(parser) -> None:
     a("--model", required=True, help="zoo name or timm architecture")
     a("--weights", default=None, help="'timm', a local .pth/.safetensors, or 'random'")
     a("--out", required=True, type=Path, help="run folder (checkpoint, metrics, final model)")
-    a("--manifest", type=Path, help="build manifest of images with maps (SPEC §4)")
+    a("--manifest", type=Path, help="build manifest of images with maps (paradigm §4)")
     a("--images-with-maps", nargs=2, metavar=("IMAGES", "MAPS"), type=Path,
       help="category folders of images and a folder of maps matched by file stem")
     a("--clickme", nargs="+", type=Path, default=[], help="ClickMe TFRecord training shards")
@@ -327,8 +327,8 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     """Build the data, fine-tune, save the zoo model; 0 on success."""
-    from models import harmonized_finetune as hf
-    from models.clickme import ClickMeKeys, ClickMeShards
+    from models.harmonizer.clickme import ClickMeKeys, ClickMeShards
+    from models.harmonizer import runs as hf
     from models.zoo import create
     from stimuli.io import items_from_folders, read_build_manifest
 

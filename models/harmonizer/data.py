@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from models.human_maps import prepare_human_maps
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 
 def load_resized(path, size: int) -> torch.Tensor:

@@ -21,9 +21,9 @@ from safetensors.torch import save as safetensors_bytes
 from models.preprocessing import Preprocessing
 from models.weights import load_strict, read_state_dict
 from models.zoo import register
-from stimuli.atomic import atomic_write_bytes, atomic_write_text
-from stimuli.errors import InputError
-from stimuli.provenance import provenance
+from suite.atomic import atomic_write_bytes, atomic_write_text
+from suite.errors import InputError
+from suite.provenance import provenance
 
 PREFIX = "harmonized_ft:"
 WEIGHTS_FILE = "model.safetensors"

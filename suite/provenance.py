@@ -63,7 +63,7 @@ def verify_files(expected: Iterable[tuple[str | Path, str]], source: str | Path)
     or changed file is refused by name: a set whose images changed after it was built
     would otherwise be run with wrong stimuli and exit 0.
     """
-    from stimuli.errors import InputError
+    from suite.errors import InputError
 
     seen: dict[Path, str] = {}
     for path, sha in expected:

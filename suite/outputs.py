@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 #: The file the suite leaves in every folder it makes, so --overwrite can tell its own.
 MARK = ".decision-curves"
@@ -87,8 +87,8 @@ def is_suite_folder(path: str | os.PathLike) -> bool:
 
 def mark_folder(path: str | os.PathLike, command: str) -> None:
     """Leave the suite's mark in a folder it made."""
-    from stimuli.atomic import atomic_write_text
-    from stimuli.provenance import SUITE_VERSION
+    from suite.atomic import atomic_write_text
+    from suite.provenance import SUITE_VERSION
 
     atomic_write_text(Path(path) / MARK, json.dumps(
         {"made_by": command, "suite_version": SUITE_VERSION}) + "\n")

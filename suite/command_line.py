@@ -15,7 +15,7 @@ import importlib
 import sys
 from collections.abc import Mapping, Sequence
 
-from stimuli.errors import InputError
+from suite.errors import InputError
 
 
 def dispatch(prog: str, commands: Mapping[str, tuple[str, str]],

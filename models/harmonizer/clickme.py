@@ -1,10 +1,10 @@
 """ClickMe TFRecord shards as a torch Dataset for harmonizer training.
 
-The codec (framing, CRC-32C, tf.train.Example) lives in stimuli/tfrecord.py and the
+The codec (framing, CRC-32C, tf.train.Example) lives in suite/tfrecord.py and the
 ClickMe record decoding (``image`` 256×256 RGB JPEG, ``heatmap`` 256×256 8-bit JPEG,
 ``label`` int64, the keys the authors' loader parses: serre-lab/Harmonization,
 common/clickme_dataset.py) in stimuli/clickme_import.py; both are re-exported here so
-``models.clickme.…`` names keep working. Other keys can be given with :class:`ClickMeKeys`.
+``models.harmonizer.clickme.…`` names keep working. Other keys can be given with :class:`ClickMeKeys`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from models.human_maps import MODEL_RES, prepare_human_maps
 from stimuli.clickme_import import ClickMeKeys, decode_clickme  # noqa: F401  (re-exported)
-from stimuli.errors import InputError
-from stimuli.tfrecord import (  # noqa: F401  (re-exported: the codec's old home was here)
+from suite.errors import InputError
+from suite.tfrecord import (  # noqa: F401  (re-exported: the codec's old home was here)
     CRC32C_BACKEND,
     _enc_field,
     _enc_varint,

@@ -4,7 +4,7 @@ A TFRecord file is a run of records, each ``uint64 length | uint32 masked_crc32c
 data | uint32 masked_crc32c(data)`` (little-endian). Each ``data`` here is a serialized
 ``tf.train.Example``: ``Features{map<string, Feature>}``, a Feature holding one of
 ``bytes_list`` (1), ``float_list`` (2) or ``int64_list`` (3). Used by ``stimuli
-import-clickme`` and by models/clickme.py (the ClickMe training reader); no torch here.
+import-clickme`` and by models/harmonizer/clickme.py (the ClickMe training reader); no torch here.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stimuli.atomic import atomic_write_bytes
-from stimuli.errors import InputError
+from suite.atomic import atomic_write_bytes
+from suite.errors import InputError
 
 _CASTAGNOLI = 0x82F63B78  # reflected CRC-32C polynomial
 _MASK_DELTA = 0xA282EAD8

@@ -1,4 +1,4 @@
-"""The neural harmonizer loss (SPEC §3), ported from the authors' TensorFlow training code.
+"""The neural harmonizer loss (paradigm §3), ported from the authors' TensorFlow training code.
 
 total = cross-entropy (label smoothing 0.1) + λ · harmonization + 1e-5 · Σ‖w‖²/2, where the
 harmonization term compares the model's true-class saliency with the human importance map
@@ -156,7 +156,7 @@ def harmonizer_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
                     lambda_weights: float = LAMBDA_WEIGHTS,
                     label_smoothing: float = LABEL_SMOOTHING,
                     levels: int = PYRAMID_LEVELS) -> HarmonizerLoss:
-    """SPEC §3 loss for images (N, 3, H, W), labels (N,), human maps (N, [1,] H, W), tokens (N,)."""
+    """paradigm §3 loss for images (N, 3, H, W), labels (N,), human maps (N, [1,] H, W), tokens (N,)."""
     if human_maps.ndim == 4:
         human_maps = human_maps[:, 0]
     logits, sal = saliency_maps(model, images, labels, create_graph=lambda_harmonization != 0)
