@@ -12,6 +12,8 @@ from PIL import Image
 
 from models.harmonizer import clickme
 from models.human_maps import prepare_human_maps
+from stimuli.clickme_import import ClickMeKeys, decode_clickme
+from suite import tfrecord
 from suite.errors import InputError
 
 
@@ -22,7 +24,7 @@ def _jpeg(array: np.ndarray) -> bytes:
 
 
 def _fixture(tmp_path, n=5, keys=None):
-    keys = keys or clickme.ClickMeKeys()
+    keys = keys or ClickMeKeys()
     rng = np.random.default_rng(3)
     images, heats, labels = [], [], []
     for i in range(n):
@@ -32,56 +34,56 @@ def _fixture(tmp_path, n=5, keys=None):
         images.append(img)
         heats.append(heat)
         labels.append(int(rng.integers(0, 1000)))
-    records = [clickme.encode_example({keys.image: _jpeg(a), keys.heatmap: _jpeg(h),
+    records = [tfrecord.encode_example({keys.image: _jpeg(a), keys.heatmap: _jpeg(h),
                                       keys.label: y, "click_count": 7})
                for a, h, y in zip(images, heats, labels, strict=True)]
-    path = clickme.write_records(tmp_path / "train-0.tfrecords", records)
+    path = tfrecord.write_records(tmp_path / "train-0.tfrecords", records)
     return path, images, heats, labels
 
 
 def test_crc32c_known_values_and_backends_agree():
     # RFC 3720 / iSCSI check value and the all-zero 32-byte vector
-    assert clickme.crc32c_python(b"123456789") == 0xE3069283
-    assert clickme.crc32c_python(bytes(32)) == 0x8A9136AA
+    assert tfrecord.crc32c_python(b"123456789") == 0xE3069283
+    assert tfrecord.crc32c_python(bytes(32)) == 0x8A9136AA
     blob = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
-    assert clickme.crc32c(blob) == clickme.crc32c_python(blob)
+    assert tfrecord.crc32c(blob) == tfrecord.crc32c_python(blob)
 
 
 def test_masked_crc_of_an_empty_record_header():
     # the length field of an empty record is 8 zero bytes
-    crc = clickme.crc32c_python(bytes(8))
+    crc = tfrecord.crc32c_python(bytes(8))
     rot = ((crc >> 15) | (crc << 17)) & 0xFFFFFFFF
-    assert clickme.masked_crc32c(bytes(8)) == (rot + 0xA282EAD8) & 0xFFFFFFFF
-    frame = clickme.frame_record(b"")
+    assert tfrecord.masked_crc32c(bytes(8)) == (rot + 0xA282EAD8) & 0xFFFFFFFF
+    frame = tfrecord.frame_record(b"")
     assert len(frame) == 16 and frame[:8] == bytes(8)
 
 
 def test_example_round_trip_all_kinds():
     feats = {"b": [b"x", b"", b"\x00\xff"], "i": [0, -1, 2**40, -(2**63)],
              "f": [0.5, -2.25, 1e-3], "one": 7}
-    got = clickme.parse_example(clickme.encode_example(feats))
+    got = tfrecord.parse_example(tfrecord.encode_example(feats))
     assert got["b"] == feats["b"] and got["i"] == feats["i"] and got["one"] == [7]
     np.testing.assert_allclose(got["f"], np.float32(feats["f"]))
 
 
 def test_unpacked_repeated_scalars_are_read():
     # proto2 writers may emit one field per value instead of a packed run
-    int_list = b"".join(clickme._enc_varint(1 << 3 | 0) + clickme._enc_varint(v) for v in (3, 5))
-    flt_list = b"".join(clickme._enc_varint(1 << 3 | 5) + struct.pack("<f", v) for v in (1.5, 2.5))
-    feat_i = clickme._enc_field(3, int_list)
-    feat_f = clickme._enc_field(2, flt_list)
-    entries = b"".join(clickme._enc_field(1, clickme._enc_field(1, k) + clickme._enc_field(2, f))
+    int_list = b"".join(tfrecord._enc_varint(1 << 3 | 0) + tfrecord._enc_varint(v) for v in (3, 5))
+    flt_list = b"".join(tfrecord._enc_varint(1 << 3 | 5) + struct.pack("<f", v) for v in (1.5, 2.5))
+    feat_i = tfrecord._enc_field(3, int_list)
+    feat_f = tfrecord._enc_field(2, flt_list)
+    entries = b"".join(tfrecord._enc_field(1, tfrecord._enc_field(1, k) + tfrecord._enc_field(2, f))
                        for k, f in ((b"i", feat_i), (b"f", feat_f)))
-    got = clickme.parse_example(clickme._enc_field(1, entries))
+    got = tfrecord.parse_example(tfrecord._enc_field(1, entries))
     assert got == {"i": [3, 5], "f": [1.5, 2.5]}
 
 
 def test_fixture_round_trips_through_the_reader(tmp_path):
     path, images, heats, labels = _fixture(tmp_path)
-    raw = list(clickme.iter_records(path))
+    raw = list(tfrecord.iter_records(path))
     assert len(raw) == 5
     for data, img, heat, label in zip(raw, images, heats, labels, strict=True):
-        got_img, got_heat, got_label = clickme.decode_clickme(data)
+        got_img, got_heat, got_label = decode_clickme(data)
         assert got_label == label
         # JPEG is lossy: the decode must equal PIL's decode of the very bytes we wrote
         assert np.array_equal(got_img, np.asarray(Image.open(io.BytesIO(_jpeg(img)))))
@@ -92,7 +94,7 @@ def test_fixture_round_trips_through_the_reader(tmp_path):
     x, m, y = ds[7]
     assert x.shape == (3, 224, 224) and m.shape == (1, 224, 224) and y == labels[2]
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
-    _, ref_heat, _ = clickme.decode_clickme(raw[2])
+    _, ref_heat, _ = decode_clickme(raw[2])
     torch.testing.assert_close(m, prepare_human_maps(ref_heat)[0])
     # the blurred map still peaks near the drawn blob (row 40·2 + 30 = 110 of 256)
     peak_row = int(m[0].amax(dim=1).argmax()) * 256 / 224
@@ -100,7 +102,7 @@ def test_fixture_round_trips_through_the_reader(tmp_path):
 
 
 def test_custom_keys(tmp_path):
-    keys = clickme.ClickMeKeys(image="image/encoded", heatmap="map", label="y")
+    keys = ClickMeKeys(image="image/encoded", heatmap="map", label="y")
     path, _, _, labels = _fixture(tmp_path, n=2, keys=keys)
     assert clickme.ClickMeShards([path], keys=keys)[1][2] == labels[1]
     with pytest.raises(InputError, match="--clickme-keys"):
@@ -114,8 +116,8 @@ def test_corrupt_data_names_the_file(tmp_path):
     bad = tmp_path / "bad.tfrecords"
     bad.write_bytes(bytes(blob))
     with pytest.raises(InputError, match="bad.tfrecords.*checksum"):
-        list(clickme.iter_records(bad))
-    assert len(list(clickme.iter_records(bad, verify=False))) == 2
+        list(tfrecord.iter_records(bad))
+    assert len(list(tfrecord.iter_records(bad, verify=False))) == 2
 
 
 def test_truncated_and_foreign_files_are_refused(tmp_path):
@@ -123,7 +125,7 @@ def test_truncated_and_foreign_files_are_refused(tmp_path):
     cut = tmp_path / "cut.tfrecords"
     cut.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(InputError, match="cut.tfrecords.*truncated"):
-        clickme.index_records(cut)
+        tfrecord.index_records(cut)
     junk = tmp_path / "junk.tfrecords"
     junk.write_bytes(b"this is a text file, not a TFRecord shard")
     with pytest.raises(InputError, match="junk.tfrecords"):

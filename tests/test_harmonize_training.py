@@ -14,9 +14,9 @@ from PIL import Image
 
 from models import zoo
 from models.__main__ import COMMANDS
-from models.harmonizer.data import StepBatches
 from models.harmonizer import runs as hf
 from models.harmonizer import training as hm
+from models.harmonizer.data import StepBatches
 from models.human_maps import prepare_human_maps
 from suite.command_line import dispatch
 
@@ -240,7 +240,7 @@ def test_two_processes_train_like_one_with_the_whole_batch(tmp_path):
 def test_cli_reads_clickme_shards(tmp_path):
     import io as _io
 
-    from models.harmonizer import clickme
+    from suite import tfrecord
 
     rng = np.random.default_rng(5)
 
@@ -250,11 +250,11 @@ def test_cli_reads_clickme_shards(tmp_path):
         return buf.getvalue()
 
     def shard(name, n):
-        recs = [clickme.encode_example({
+        recs = [tfrecord.encode_example({
             "image": jpeg(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)),
             "heatmap": jpeg(rng.integers(0, 256, (64, 64), dtype=np.uint8)),
             "label": int(rng.integers(0, 1000))}) for _ in range(n)]
-        return str(clickme.write_records(tmp_path / name, recs))
+        return str(tfrecord.write_records(tmp_path / name, recs))
 
     out = tmp_path / "runs" / "cm"
     assert _cli("--model", "test_resnet", "--weights", "random", "--clickme", shard("t.tfrecords", 6),

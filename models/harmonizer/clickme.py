@@ -1,10 +1,10 @@
 """ClickMe TFRecord shards as a torch Dataset for harmonizer training.
 
-The codec (framing, CRC-32C, tf.train.Example) lives in suite/tfrecord.py and the
-ClickMe record decoding (``image`` 256×256 RGB JPEG, ``heatmap`` 256×256 8-bit JPEG,
-``label`` int64, the keys the authors' loader parses: serre-lab/Harmonization,
-common/clickme_dataset.py) in stimuli/clickme_import.py; both are re-exported here so
-``models.harmonizer.clickme.…`` names keep working. Other keys can be given with :class:`ClickMeKeys`.
+The codec (framing, CRC-32C, tf.train.Example) is suite/tfrecord.py and the ClickMe
+record decoding (``image`` 256×256 RGB JPEG, ``heatmap`` 256×256 8-bit JPEG, ``label``
+int64, the keys the authors' loader parses: serre-lab/Harmonization,
+common/clickme_dataset.py) is stimuli/clickme_import.py; other keys can be given with
+``stimuli.clickme_import.ClickMeKeys``.
 """
 
 from __future__ import annotations
@@ -18,23 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from models.human_maps import MODEL_RES, prepare_human_maps
-from stimuli.clickme_import import ClickMeKeys, decode_clickme  # noqa: F401  (re-exported)
+from stimuli.clickme_import import ClickMeKeys, decode_clickme
 from suite.errors import InputError
-from suite.tfrecord import (  # noqa: F401  (re-exported: the codec's old home was here)
-    CRC32C_BACKEND,
-    _enc_field,
-    _enc_varint,
-    crc32c,
-    crc32c_python,
-    encode_example,
-    frame_record,
-    index_records,
-    iter_records,
-    masked_crc32c,
-    parse_example,
-    read_record,
-    write_records,
-)
+from suite.tfrecord import index_records, read_record
 
 DEFAULT_KEYS = ClickMeKeys()
 

@@ -327,9 +327,10 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     """Build the data, fine-tune, save the zoo model; 0 on success."""
-    from models.harmonizer.clickme import ClickMeKeys, ClickMeShards
     from models.harmonizer import runs as hf
+    from models.harmonizer.clickme import ClickMeShards
     from models.zoo import create
+    from stimuli.clickme_import import ClickMeKeys
     from stimuli.io import items_from_folders, read_build_manifest
 
     torch.manual_seed(args.seed)  # a new head (or 'random' weights) starts the same every time
