@@ -29,6 +29,7 @@ from stimuli.click_maps import (
 )
 from stimuli.derived_maps import centre_map, contrast_saliency
 from stimuli.schema import ANIMAL_CLASS_MAX
+from stimuli.simulated_players import SIMULATED_PREFIX
 from suite.atomic import atomic_write_bytes, atomic_write_text
 from suite.cli_types import int_at_least
 from suite.errors import InputError
@@ -40,6 +41,7 @@ PROVENANCE = "maps_provenance.json"
 PARTICIPANT_MAPS = "participant_maps.npz"
 MANIFEST_COLUMNS = ("image", "map", "image_id", "category", "class_index", "map_source")
 HUMAN = "human clicks"
+SIMULATED = "NOT HUMAN: clicks of SIMULATED players (stimuli simulate-clicks)"
 NOT_HUMAN = {
     "contrast": "NOT HUMAN: colour-contrast saliency (stimuli/derived_maps.py contrast_saliency)",
     "centre": "NOT HUMAN: centre Gaussian (sigma = a quarter of the frame)",
@@ -137,6 +139,11 @@ def maps_from_clicks(entries: list[ImageEntry], clicks: Path, out: Path, args) -
     if unknown:
         raise InputError(f"{clicks}: image_id {unknown[0]!r} ({len(unknown)} unknown) is not in "
                          f"{args.images}; give the build manifest the game was built from")
+    simulated = {r.player_id.startswith(SIMULATED_PREFIX) for r in rounds}
+    if len(simulated) > 1:
+        raise InputError(f"{clicks}: mixes SIMULATED players with people; make maps from "
+                         "each apart")
+    source = SIMULATED if simulated == {True} else HUMAN
     per_image, dropped = player_maps(rounds, args.min_bubbles, args.keep_skipped)
     kept, excluded = [], []
     for e in entries:
@@ -161,7 +168,7 @@ def maps_from_clicks(entries: list[ImageEntry], clicks: Path, out: Path, args) -
         participant[e.image_id] = stack
         image_file, _ = _write_image(e, out)
         rows.append(manifest_row(e.image_id, image_file, e.category, e.class_index,
-                                 _write_map(out, e.image_id, aggregate(stack, args.blur_px)), HUMAN))
+                                 _write_map(out, e.image_id, aggregate(stack, args.blur_px)), source))
     np.savez_compressed(out / PARTICIPANT_MAPS, **participant)
     ids = [e.image_id for e, _ in kept]
     rel = reliability(stacks, args.blur_px, args.n_splits, args.seed)
@@ -171,7 +178,7 @@ def maps_from_clicks(entries: list[ImageEntry], clicks: Path, out: Path, args) -
     w.writerows(reliability_rows(ids, rel))
     atomic_write_text(out / "reliability.csv", buf.getvalue())
     atomic_write_bytes(out / "reliability.png", reliability_figure(ids, rel))
-    summary = {"n_rounds": len(rounds), "rounds_dropped": dropped, "n_images": len(kept),
+    summary = {"map_source": source, "n_rounds": len(rounds), "rounds_dropped": dropped, "n_images": len(kept),
                "images_left_out": [r["image_id"] for r in excl_rows],
                "mean_split_half_rho": _mean(rel.split_half), "mean_null_rho": _mean(rel.null),
                "mean_centre_bias_rho": _mean(rel.centre_bias),
@@ -217,19 +224,19 @@ def main(args) -> int:
     with building_folder(out, "stimuli maps") as tmp:
         if args.clicks is not None:
             rows, summary = maps_from_clicks(entries, args.clicks, tmp, args)
-            source = HUMAN
+            source = summary.pop("map_source")
         else:
             rows, summary = maps_without_people(entries, args.source, tmp), {}
             source = NOT_HUMAN[args.source]
         write_manifest(tmp / MANIFEST, rows)
-        record = {"map_source": source, "human": args.clicks is not None, **summary,
+        record = {"map_source": source, "human": source == HUMAN, **summary,
                   "provenance": provenance(
                       clicks=str(args.clicks) if args.clicks else None, source=args.source,
                       images=str(args.images), min_bubbles=args.min_bubbles,
                       min_players=args.min_players, blur_px=args.blur_px,
                       keep_skipped=args.keep_skipped, n_splits=args.n_splits, seed=args.seed)}
         atomic_write_text(tmp / PROVENANCE, json.dumps(record, indent=2) + "\n")
-    if args.clicks is None:
+    if source != HUMAN:
         print(source)
     print(f"wrote {len(rows)} maps and {out / MANIFEST}")
     return 0
