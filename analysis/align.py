@@ -8,7 +8,15 @@ Scores, per model, against the reference (human) observers of one dataset:
 - ``correlation`` — Pearson correlation of the two normalized curves across levels;
 - ``threshold_ratio`` — the model's fitted threshold over the humans' (in level units);
 - ``error_consistency`` — Cohen's κ of trial-level correctness on the stimuli both saw
-  (Geirhos et al. 2020), averaged over human observers.
+  (Geirhos et al. 2020), the **pooled** estimator: per level, the humans' trials are pooled
+  into one observer and one κ is computed against the model; then the mean over levels;
+- ``error_consistency_pairwise`` — Geirhos et al.'s own estimator, as model-vs-human reports
+  it: κ per human–model pair on the trials they share at a level, the mean over the pairs
+  whose κ is defined, then the mean over levels.
+
+Pooling is the default the report leads with: a participant shares only ~n_images/n_levels
+trials with a model per level, so one pair's κ rests on a handful of trials (and is undefined
+when the person got every shared trial right); the pooled κ uses every human trial at once.
 
 One bootstrap resamples participants, images and levels together (weights drawn with
 replacement); the point estimate is the same computation with every weight 1.
@@ -16,7 +24,7 @@ replacement); the point estimate is the same computation with every weight 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -35,19 +43,26 @@ from suite.errors import InputError
 MSE_FLOOR = 1e-6
 NEG_LOG_MSE_CAP = float(-np.log(MSE_FLOOR))
 
-METRICS = ("neg_log_mse", "correlation", "threshold_ratio", "error_consistency")
+METRICS = ("neg_log_mse", "correlation", "threshold_ratio", "error_consistency",
+           "error_consistency_pairwise")
 RESAMPLED = ("participants", "images", "levels")
 
 
 @dataclass(frozen=True)
 class Alignment:
-    """Scores per model (with intervals) and the normalized curves they compare."""
+    """Scores per model (with intervals) and the normalized curves they compare.
+
+    ``resamples`` maps each metric to its (1 + n_boot, n_models) array: row 0 the point
+    estimate, then every resample, columns in the order of ``scores`` — the same resamples
+    for every model, so differences between models are paired (``analysis.stats``).
+    """
 
     scores: pd.DataFrame
     curves: pd.DataFrame
     reference: str
     normalization: str
     n_boot: int
+    resamples: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -196,6 +211,8 @@ def align(trials: pd.DataFrame, *, dataset: str | None = None, reference: str | 
     valid = np.isfinite(kappa) * w_lvl[:, None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
         score["error_consistency"] = (np.nan_to_num(kappa) * valid).sum(-1) / valid.sum(-1)
+    score["error_consistency_pairwise"], pairs_defined = _pairwise_kappa(H, M, w_obs, w_img,
+                                                                         w_lvl)
 
     rows = []
     for j, name in enumerate(M.names):
@@ -211,11 +228,37 @@ def align(trials: pd.DataFrame, *, dataset: str | None = None, reference: str | 
         at_cap = score["neg_log_mse"][:, j] >= NEG_LOG_MSE_CAP
         row["neg_log_mse_perfect"] = bool(at_cap[0])
         row["neg_log_mse_perfect_resamples"] = int(at_cap[1:].sum())
+        row["error_consistency_pairwise_pairs"] = int(pairs_defined[j])
         rows.append(row)
     return Alignment(scores=pd.DataFrame(rows),
                      curves=_curve_table(levels, norm_h, norm_m, reference, M.names,
                                          confidence),
-                     reference=reference, normalization=normalization, n_boot=n_boot)
+                     reference=reference, normalization=normalization, n_boot=n_boot,
+                     resamples={m: score[m] for m in METRICS})
+
+
+def _pairwise_kappa(H: _Cube, M: _Cube, w_obs, w_img, w_lvl) -> tuple[np.ndarray, np.ndarray]:
+    """Geirhos et al.'s error consistency per resample and model, (R, M): κ of each
+    (human, model) pair on the stimuli they share at a level, the weighted mean over the
+    pairs whose κ is defined (c_exp < 1), then over levels. Also the number of (human,
+    level) pairs with a defined κ in the point estimate, per model. One model at a time:
+    the (R, 4, O, L) counts of all models at once would not fit at the paper's scale."""
+    out = np.empty((w_img.shape[0], len(M.names)))
+    defined = np.zeros(len(M.names), dtype=int)
+    for j in range(len(M.names)):
+        ms = M.seen[j] > 0                                              # (I, L)
+        mp = np.where(ms, M.correct[j] / np.maximum(M.seen[j], 1), 0.0)
+        stack = np.stack([H.seen * ms, H.correct * ms, H.seen * mp, H.correct * mp])
+        total, k_h, k_m, both = np.moveaxis(_weighted_sum(w_img, stack), 1, 0)  # (R, O, L)
+        kappa = _kappa(k_h, k_m, both, total)
+        ok = np.isfinite(kappa)
+        defined[j] = int(ok[0].sum())
+        wk = ok * w_obs[:, :, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_level = (np.where(ok, kappa, 0.0) * wk).sum(1) / wk.sum(1)   # (R, L)
+            lv = np.isfinite(per_level) * w_lvl
+            out[:, j] = (np.nan_to_num(per_level) * lv).sum(-1) / lv.sum(-1)
+    return out, defined
 
 
 def _sd(samples: np.ndarray) -> float:

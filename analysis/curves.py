@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special
+from statsmodels.stats.proportion import proportion_confint
 
 from suite.errors import InputError
 
@@ -14,16 +14,19 @@ CURVE_KEY = ["dataset", "observer_type", "observer_id", "model_name"]
 
 
 def wilson_interval(k, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for k successes in n trials (arrays broadcast); NaN where n = 0."""
+    """Wilson score interval for k successes in n trials (arrays broadcast); NaN where n = 0.
+
+    Computed by ``statsmodels.stats.proportion.proportion_confint(method="wilson")``.
+    """
     k = np.asarray(k, dtype=float)
     n = np.asarray(n, dtype=float)
-    z = special.ndtri(0.5 + confidence / 2.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        denom = 1.0 + z * z / n
-        centre = (p + z * z / (2.0 * n)) / denom
-        half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
-    return centre - half, centre + half
+    k, n = np.broadcast_arrays(k, n)
+    seen = n > 0
+    low, high = np.full(k.shape, np.nan), np.full(k.shape, np.nan)
+    if seen.any():
+        lo, hi = proportion_confint(k[seen], n[seen], alpha=1.0 - confidence, method="wilson")
+        low[seen], high[seen] = lo, hi
+    return low, high
 
 
 def accuracy_curves(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
