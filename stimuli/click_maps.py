@@ -212,8 +212,8 @@ def minmax(m: np.ndarray) -> np.ndarray:
     return ((m - lo) / (hi - lo)).astype(np.float32)
 
 
-def player_maps(rounds: list[Round], min_bubbles: int, keep_skipped: bool = False
-                ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, int]]:
+def player_maps(rounds: list[Round], min_bubbles: int, keep_skipped: bool = False,
+                bubble: int = BUBBLE) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, int]]:
     """{image_id: {player_id: mean of that player's kept binary round maps}} and drop counts."""
     by: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
     dropped = {"too_few_bubbles": 0, "skipped": 0}
@@ -224,7 +224,7 @@ def player_maps(rounds: list[Round], min_bubbles: int, keep_skipped: bool = Fals
         if len(r.path) < min_bubbles:
             dropped["too_few_bubbles"] += 1
             continue
-        by[r.image_id][r.player_id].append(bubble_map(r.path))
+        by[r.image_id][r.player_id].append(bubble_map(r.path, bubble=bubble))
     out = {img: {p: np.mean(ms, axis=0, dtype=np.float64).astype(np.float32)
                  for p, ms in sorted(players.items())} for img, players in by.items()}
     return out, dropped

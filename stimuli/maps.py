@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from stimuli.click_maps import (
+    BUBBLE,
     FRAME,
     ImageEntry,
     aggregate,
@@ -31,7 +32,7 @@ from stimuli.derived_maps import centre_map, contrast_saliency
 from stimuli.schema import ANIMAL_CLASS_MAX
 from stimuli.simulated_players import SIMULATED_PREFIX
 from suite.atomic import atomic_write_bytes, atomic_write_text
-from suite.cli_types import int_at_least
+from suite.cli_types import int_at_least, int_in
 from suite.errors import InputError
 from suite.outputs import building_folder, check_output_folder
 from suite.provenance import provenance
@@ -144,7 +145,7 @@ def maps_from_clicks(entries: list[ImageEntry], clicks: Path, out: Path, args) -
         raise InputError(f"{clicks}: mixes SIMULATED players with people; make maps from "
                          "each apart")
     source = SIMULATED if simulated == {True} else HUMAN
-    per_image, dropped = player_maps(rounds, args.min_bubbles, args.keep_skipped)
+    per_image, dropped = player_maps(rounds, args.min_bubbles, args.keep_skipped, args.bubble_px)
     kept, excluded = [], []
     for e in entries:
         n = len(per_image.get(e.image_id, {}))
@@ -205,6 +206,9 @@ def add_arguments(parser) -> None:
                         help="drop rounds with fewer bubbles (default 10: the partner's first query)")
     parser.add_argument("--min-players", type=int_at_least(2), default=5,
                         help="leave out images with fewer players (default 5, paradigm §6)")
+    parser.add_argument("--bubble-px", type=int_in(2, 64), default=BUBBLE,
+                        help=f"bubble side the game painted with: its build-clickme --bubble "
+                             f"(default {BUBBLE}, paradigm §6)")
     parser.add_argument("--blur-px", type=int_at_least(1), default=21,
                         help="flat-disc diameter, applied twice (default 21)")
     parser.add_argument("--keep-skipped", action="store_true", help="keep rounds the player skipped")
@@ -233,7 +237,8 @@ def main(args) -> int:
                   "provenance": provenance(
                       clicks=str(args.clicks) if args.clicks else None, source=args.source,
                       images=str(args.images), min_bubbles=args.min_bubbles,
-                      min_players=args.min_players, blur_px=args.blur_px,
+                      min_players=args.min_players, bubble_px=args.bubble_px,
+                      blur_px=args.blur_px,
                       keep_skipped=args.keep_skipped, n_splits=args.n_splits, seed=args.seed)}
         atomic_write_text(tmp / PROVENANCE, json.dumps(record, indent=2) + "\n")
     if source != HUMAN:

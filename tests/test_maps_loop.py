@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stimuli.__main__ import COMMANDS
@@ -72,3 +73,13 @@ def test_simulate_clicks_needs_a_map_per_image_or_contrast(manifest, tmp_path, c
                     "--truth", "contrast") == 2
     assert "also an input" in capsys.readouterr().err
     assert manifest.read_text(encoding="utf-8").startswith("image,image_id")
+
+
+def test_maps_paint_the_bubble_size_the_game_used(tmp_path):
+    from stimuli.click_maps import Round, player_maps
+    path = np.array([[100.0, 100.0, 0.0]] * 1 + [[150.0, 150.0, 50.0]])
+    rounds = [Round("img", "p1", "r1", "timeout", path)]
+    small, _ = player_maps(rounds, min_bubbles=1)
+    large, _ = player_maps(rounds, min_bubbles=1, bubble=30)
+    assert small["img"]["p1"].sum() == 2 * 14 * 14
+    assert large["img"]["p1"].sum() == 2 * 30 * 30
