@@ -38,13 +38,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support.data import IMAGENET_SAMPLE as SAMPLE  # noqa: E402
 from tests.support.local_server import free_port  # noqa: E402
 
 ADMIN = "bench-admin-token-0123456789"
 QUERY_GAP_S = 0.5      # 10 bubbles × 50 ms
 ROUND_S = 7.0
 TARGET_PLAYERS, TARGET_MS = 100, 250.0
-SAMPLE = REPO.parent / "shared" / "data" / "imagenet-sample"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]

@@ -23,8 +23,8 @@ from analysis.bootstrap import bootstrap_fit  # noqa: E402
 from analysis.curves import accuracy_curves, count_matrix  # noqa: E402
 from analysis.fit import fit_psychometric  # noqa: E402
 from analysis.load import load_trials  # noqa: E402
+from tests.support.data import MVH_RAW as DATA  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "model-vs-human-raw"
 EXPERIMENTS = ("contrast", "uniform-noise")
 
 

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.decision import decide  # noqa: E402
 from models.observe import cpu_has_native_bf16, model_logits  # noqa: E402
 from models.zoo import create  # noqa: E402
+from tests.support.data import IMAGENET_SAMPLE as SAMPLE  # noqa: E402
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
 N_STIMULI = 240
 TARGET = 3.0
 

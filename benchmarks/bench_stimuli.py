@@ -37,8 +37,7 @@ from stimuli.manifest import read_stimulus_manifest  # noqa: E402
 from stimuli.masks import centering_shift, level_counts, nested_pixel_order  # noqa: E402
 from stimuli.noise import noise_background  # noqa: E402
 from stimuli.render import encode_png, image_seed, load_item  # noqa: E402
-
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
+from tests.support.data import IMAGENET_SAMPLE as PHOTOS  # noqa: E402
 
 
 def synthetic_items(folder: Path, n: int) -> list[BuildItem]:

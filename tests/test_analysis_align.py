@@ -5,8 +5,7 @@ import pytest
 
 from analysis.align import align
 from analysis.normalize import normalize
-from tests.test_analysis_exclusions import _typed
-from tests.test_analysis_synthetic import synthetic_trials
+from tests.support.synthetic_trials import synthetic_trials, with_analysis_columns
 
 MODELS = {"matched": (10.0, 0.25), "shifted": (40.0, 0.25), "steep": (10.0, 0.06),
           "shallow": (10.0, 0.6)}
@@ -14,7 +13,7 @@ MODELS = {"matched": (10.0, 0.25), "shifted": (40.0, 0.25), "steep": (10.0, 0.06
 
 @pytest.fixture(scope="module")
 def scored():
-    df = _typed(synthetic_trials(n_humans=30, n_images=220, models=MODELS, seed=4))
+    df = with_analysis_columns(synthetic_trials(n_humans=30, n_images=220, models=MODELS, seed=4))
     return align(df, n_boot=200, seed=0).scores.set_index("model_name")
 
 
@@ -40,8 +39,8 @@ def test_intervals_contain_point_estimates(scored):
 
 
 def test_error_consistency_detects_shared_errors():
-    df = _typed(synthetic_trials(n_humans=12, n_images=220, models={"twin": (10, 0.25),
-                                                                   "other": (10, 0.25)}))
+    df = with_analysis_columns(synthetic_trials(n_humans=12, n_images=220,
+                                                models={"twin": (10, 0.25), "other": (10, 0.25)}))
     # "twin" copies the humans' majority answer on each stimulus: errors agree with theirs
     humans = df[df["observer_type"] == "human"]
     majority = humans.groupby(["image_id", "level_index"])["correct"].mean().round()
@@ -57,8 +56,8 @@ def test_error_consistency_detects_shared_errors():
 def test_intervals_shrink_with_more_participants_and_images():
     widths = []
     for n_humans, n_images in ((8, 66), (60, 440)):
-        df = _typed(synthetic_trials(n_humans=n_humans, n_images=n_images,
-                                     models={"net": (14.0, 0.3)}, seed=n_humans))
+        df = with_analysis_columns(synthetic_trials(n_humans=n_humans, n_images=n_images,
+                                                    models={"net": (14.0, 0.3)}, seed=n_humans))
         s = align(df, n_boot=200, resample=("participants", "images")).scores.iloc[0]
         widths.append({m: s[f"{m}_high"] - s[f"{m}_low"]
                        for m in ("neg_log_mse", "threshold_ratio", "error_consistency")})

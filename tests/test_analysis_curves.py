@@ -6,7 +6,6 @@ from statsmodels.stats.proportion import proportion_confint
 
 from analysis.curves import accuracy_curves, count_matrix, pooled_curve, wilson_interval
 from analysis.load import load_trials
-from tests.test_analysis_load import MVH
 
 
 @pytest.mark.parametrize("confidence", [0.68, 0.95, 0.99])
@@ -19,8 +18,8 @@ def test_wilson_agrees_with_statsmodels(confidence):
     np.testing.assert_allclose(hi, ref_hi, atol=1e-12)
 
 
-def test_curves_count_real_trials_per_observer_and_level():
-    df = load_trials([MVH / "contrast"])
+def test_curves_count_real_trials_per_observer_and_level(mvh_raw):
+    df = load_trials([mvh_raw / "contrast"])
     curves = accuracy_curves(df)
     assert len(curves) == 4 * 8
     assert curves["n_trials"].eq(160).all()
@@ -31,8 +30,8 @@ def test_curves_count_real_trials_per_observer_and_level():
     assert (curves["accuracy"] <= curves["ci_high"]).all()
 
 
-def test_pooled_curve_sums_observers():
-    curves = accuracy_curves(load_trials([MVH / "uniform-noise"]))
+def test_pooled_curve_sums_observers(mvh_raw):
+    curves = accuracy_curves(load_trials([mvh_raw / "uniform-noise"]))
     pooled = pooled_curve(curves)
     assert pooled["n_trials"].eq(640).all()
     assert pooled["n_observers"].eq(4).all()
@@ -40,8 +39,8 @@ def test_pooled_curve_sums_observers():
     assert pooled["accuracy"].iloc[0] > 0.7 and pooled["accuracy"].iloc[-1] < 0.15
 
 
-def test_count_matrix_shapes_and_totals():
-    curves = accuracy_curves(load_trials([MVH / "contrast"]))
+def test_count_matrix_shapes_and_totals(mvh_raw):
+    curves = accuracy_curves(load_trials([mvh_raw / "contrast"]))
     cm = count_matrix(curves, "contrast")
     assert cm.n_correct.shape == (4, 8) and cm.levels[0] == 1 and cm.levels[-1] == 100
     assert cm.n_correct.sum() == curves["n_correct"].sum()

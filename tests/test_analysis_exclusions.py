@@ -5,19 +5,12 @@ import pytest
 
 from analysis.exclusions import ExclusionRules, apply_exclusions
 from analysis.load import load_trials
-from tests.test_analysis_load import MVH
-from tests.test_analysis_synthetic import synthetic_trials
-
-
-def _typed(df):
-    df = df.copy()
-    df["dataset"], df["level"] = "animal-vs-non-animal", df["level_percent"]
-    df["guess"], df["fit_scale"], df["increasing"] = 0.5, "log10", True
-    return df
+from tests.support.synthetic_trials import synthetic_trials, with_analysis_columns
 
 
 def test_2017_rule_drops_participant_at_chance_on_100_percent_images():
-    df = _typed(synthetic_trials(n_humans=4, n_images=110, models={"net": (10, 0.2)}))
+    df = with_analysis_columns(synthetic_trials(n_humans=4, n_images=110,
+                                                models={"net": (10, 0.2)}))
     guesser = (df["observer_id"] == "synthetic-02") & (df["level_index"] == 10)
     df.loc[guesser, "correct"] = (np.arange(guesser.sum()) % 2 == 0).astype(int)  # 0.5 exactly
     kept, report = apply_exclusions(df)
@@ -29,7 +22,7 @@ def test_2017_rule_drops_participant_at_chance_on_100_percent_images():
 
 
 def test_timeouts_rule_and_trial_drop():
-    df = _typed(synthetic_trials(n_humans=3, n_images=110))
+    df = with_analysis_columns(synthetic_trials(n_humans=3, n_images=110))
     slow = df["observer_id"] == "synthetic-01"
     idx = df.index[slow][:30]  # 30 of 110 = 27 % > 20 %
     df.loc[idx, ["timeout", "correct"]] = [1, 0]
@@ -43,7 +36,7 @@ def test_timeouts_rule_and_trial_drop():
 
 
 def test_fast_responses_dropped_and_fast_observer_excluded():
-    df = _typed(synthetic_trials(n_humans=3, n_images=110))
+    df = with_analysis_columns(synthetic_trials(n_humans=3, n_images=110))
     df.loc[df.index[:5], "rt_ms"] = 90.0                       # synthetic-00: 5 fast trials
     fast_obs = df.index[df["observer_id"] == "synthetic-02"][:40]
     df.loc[fast_obs, "rt_ms"] = 60.0                           # 36 % fast
@@ -55,8 +48,8 @@ def test_fast_responses_dropped_and_fast_observer_excluded():
     assert rep_off.excluded.empty and len(kept_all) == len(df)
 
 
-def test_real_observers_pass_and_na_responses_are_timeouts():
-    df = load_trials([MVH / "contrast"])
+def test_real_observers_pass_and_na_responses_are_timeouts(mvh_raw):
+    df = load_trials([mvh_raw / "contrast"])
     kept, report = apply_exclusions(df)
     assert report.excluded.empty
     assert report.trials_dropped["timeout"] == int(df["timeout"].sum()) > 0
@@ -65,6 +58,6 @@ def test_real_observers_pass_and_na_responses_are_timeouts():
 
 
 def test_rules_remove_everything_raises():
-    df = _typed(synthetic_trials(n_humans=1, n_images=22))
+    df = with_analysis_columns(synthetic_trials(n_humans=1, n_images=22))
     with pytest.raises(Exception, match="removed every trial"):
         apply_exclusions(df, ExclusionRules(min_top_accuracy=1.0))

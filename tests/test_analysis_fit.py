@@ -10,8 +10,7 @@ from analysis.curves import accuracy_curves, count_matrix
 from analysis.fit import fit_psychometric
 from analysis.load import load_trials
 from suite.errors import InputError
-from tests.test_analysis_load import MVH
-from tests.test_analysis_synthetic import LEVELS, p_correct
+from tests.support.synthetic_trials import LEVELS, p_correct
 
 
 @pytest.mark.parametrize("sigmoid", ["logistic", "normal", "gumbel"])
@@ -94,10 +93,10 @@ def test_bootstrap_intervals_cover_truth_and_shrink_with_trials():
     assert widths[1] < widths[0] / 2
 
 
-def test_thresholds_inside_psignifit_interval_on_real_contrast_data():
+def test_thresholds_inside_psignifit_interval_on_real_contrast_data(mvh_raw):
     import psignifit  # test-only dependency (requirements.txt pins 4.3)
 
-    cm = count_matrix(accuracy_curves(load_trials([MVH / "contrast"])), "contrast")
+    cm = count_matrix(accuracy_curves(load_trials([mvh_raw / "contrast"])), "contrast")
     ours = fit_psychometric(cm.levels, cm.n_correct, cm.n_trials, guess=cm.guess)
     o = 0
     data = np.column_stack([np.log10(cm.levels), cm.n_correct[o], cm.n_trials[o]])

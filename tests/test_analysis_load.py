@@ -1,6 +1,5 @@
 """Loading trial tables: the model-vs-human importer on every shared file, suite tables."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,10 +7,10 @@ import pytest
 from analysis.load import load_trials, read_model_vs_human, read_suite_table
 from experiment.schema import TRIAL_COLUMNS
 from suite.errors import InputError
-from tests.test_analysis_synthetic import synthetic_trials
+from tests.support.data import MVH_RAW, files_under
+from tests.support.synthetic_trials import synthetic_trials
 
-MVH = Path(__file__).resolve().parents[2] / "shared" / "data" / "model-vs-human-raw"
-MVH_FILES = sorted(MVH.rglob("*.csv"))
+MVH_FILES = files_under(MVH_RAW, "*.csv")
 
 
 def _raw_records(path):
@@ -20,12 +19,12 @@ def _raw_records(path):
     return [line.split(",") for line in lines[1:] if line.strip()]
 
 
-def test_every_shared_file_is_present():
+def test_every_shared_file_is_present(mvh_raw):
     assert len(MVH_FILES) == 16
 
 
 @pytest.mark.parametrize("path", MVH_FILES, ids=lambda p: p.name)
-def test_importer_reads_every_row_with_the_right_answers(path):
+def test_importer_reads_every_row_with_the_right_answers(path, mvh_raw):
     raw = _raw_records(path)
     df = read_model_vs_human(path)
     assert len(df) == len(raw)
@@ -39,8 +38,8 @@ def test_importer_reads_every_row_with_the_right_answers(path):
     assert df["dataset"].iloc[0] == path.parent.name
 
 
-def test_load_trials_reads_a_folder_of_all_experiments():
-    df = load_trials([MVH])
+def test_load_trials_reads_a_folder_of_all_experiments(mvh_raw):
+    df = load_trials([mvh_raw])
     assert len(df) == sum(len(_raw_records(p)) for p in MVH_FILES)
     assert set(df["dataset"]) == {"contrast", "low-pass", "uniform-noise", "phase-scrambling"}
     assert df.loc[df["dataset"] == "contrast", "level"].min() == 1.0

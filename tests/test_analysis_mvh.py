@@ -17,7 +17,6 @@ from analysis.load import DATASETS, load_trials
 from suite.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
-MVH = ROOT.parent / "shared" / "data" / "model-vs-human-raw"
 CLASSES = ("airplane", "bear", "bicycle", "bird", "boat", "bottle", "car", "cat", "chair",
            "clock", "dog", "elephant", "keyboard", "knife", "oven", "truck")
 HEADER = "subj,Session,trial,rt,object_response,category,condition,imagename"
@@ -66,8 +65,8 @@ REAL = {"contrast": ("log10", True), "low-pass": ("linear", False),
 
 
 @pytest.mark.parametrize("name", sorted(REAL))
-def test_real_experiment_imports_and_fits_on_its_scale(name):
-    df = load_trials([MVH / name])
+def test_real_experiment_imports_and_fits_on_its_scale(name, mvh_raw):
+    df = load_trials([mvh_raw / name])
     scale, increasing = REAL[name]
     assert set(df["dataset"]) == {name} and df["observer_type"].eq("human").all()
     assert df["fit_scale"].eq(scale).all() and df["increasing"].eq(increasing).all()
@@ -86,9 +85,9 @@ def test_real_experiment_imports_and_fits_on_its_scale(name):
     assert (ends[1] > ends[0]) == increasing
 
 
-def test_contrast_conditions_are_percent_levels():
-    df = read_model_vs_human(MVH / "contrast" / "contrast_subject-01_session_1.csv")
-    raw = raw_rows(MVH / "contrast" / "contrast_subject-01_session_1.csv")
+def test_contrast_conditions_are_percent_levels(mvh_raw):
+    df = read_model_vs_human(mvh_raw / "contrast" / "contrast_subject-01_session_1.csv")
+    raw = raw_rows(mvh_raw / "contrast" / "contrast_subject-01_session_1.csv")
     expected = [float(r[6][1:]) for r in raw]          # c05 -> 5
     assert df["level"].tolist() == expected
     assert df["level_percent"].tolist() == expected
@@ -313,7 +312,7 @@ def test_bad_descriptions_are_refused_naming_the_file(tmp_path, text, message):
 
 # --- the report ----------------------------------------------------------------------------
 
-def test_report_shows_categorical_experiments_as_a_table(tmp_path):
+def test_report_shows_categorical_experiments_as_a_table(tmp_path, mvh_raw):
     data = tmp_path / "data"
     for s in (1, 2, 3):
         write_mvh(data / f"rotation_subject-0{s}_session_1.csv", ["0", "90", "180", "270"],
@@ -324,7 +323,7 @@ def test_report_shows_categorical_experiments_as_a_table(tmp_path):
                   header=HEADER.replace("Session", "session"))
     out = tmp_path / "report"
     run = subprocess.run([sys.executable, "-m", "analysis", "report", "--trials",
-                          str(MVH / "contrast"), str(data), "--out", str(out), "--n-boot", "20"],
+                          str(mvh_raw / "contrast"), str(data), "--out", str(out), "--n-boot", "20"],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stderr
     table = pd.read_csv(out / "categorical_accuracy.csv", keep_default_na=False)

@@ -11,8 +11,7 @@ from PIL import Image
 
 from analysis.report import render_report
 from suite.errors import InputError
-from tests.test_analysis_load import MVH
-from tests.test_analysis_synthetic import write_synthetic
+from tests.support.synthetic_trials import write_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"net-a": (10.0, 0.25), "net-b": (30.0, 0.3), "net-harm": (11.0, 0.22)}
@@ -55,8 +54,8 @@ def test_cli_report_with_simulated_humans_and_models(tmp_path):
         "(simulated)").all()
 
 
-def test_report_on_real_model_vs_human_data_without_models(tmp_path):
-    page = render_report([MVH / "contrast", MVH / "uniform-noise"], tmp_path, n_boot=50)
+def test_report_on_real_model_vs_human_data_without_models(tmp_path, mvh_raw):
+    page = render_report([mvh_raw / "contrast", mvh_raw / "uniform-noise"], tmp_path, n_boot=50)
     refs = _check_images(page)
     assert refs == ["observer_curves.png", "thresholds.png"]
     assert "No model observers" in page.read_text(encoding="utf-8")

@@ -3,7 +3,6 @@ one observer per session when ids repeat across lists, perfect agreement without
 warnings, an atomic report folder, bad output paths refused up front, and the exclusions
 said plainly at the top."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -14,12 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.__main__ import COMMANDS
 from analysis.align import NEG_LOG_MSE_CAP, align
 from analysis.report import render_report
+from suite.command_line import dispatch
 from suite.errors import InputError
 from suite.outputs import MARK
-from tests.test_analysis_load import MVH
-from tests.test_analysis_synthetic import LEVELS, synthetic_trials, write_synthetic
+from tests.support.permissions import unwritable
+from tests.support.synthetic_trials import LEVELS, synthetic_trials, write_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,11 +76,11 @@ def test_a_repeated_row_within_one_file_is_refused(tmp_path):
         render_report([path], tmp_path / "r", n_boot=20)
 
 
-def test_real_model_vs_human_files_have_no_repeated_trials():
+def test_real_model_vs_human_files_have_no_repeated_trials(mvh_raw):
     from analysis.load import load_trials
     from analysis.trial_checks import check_unique_trials
 
-    check_unique_trials(load_trials([MVH]))  # raises on a false positive
+    check_unique_trials(load_trials([mvh_raw]))  # raises on a false positive
 
 
 # item 4: one observer id on several lists ---------------------------------------------
@@ -219,7 +220,7 @@ def test_rerun_needs_overwrite_and_replaces_the_report(tmp_path):
 
 # item 16: bad output paths, before any work --------------------------------------------
 
-def test_bad_out_paths_are_one_error_line(tmp_path):
+def test_bad_out_paths_are_one_error_line(tmp_path, capsys):
     t = _small(tmp_path)
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
@@ -228,19 +229,20 @@ def test_bad_out_paths_are_one_error_line(tmp_path):
     (other / "notes.txt").write_text("mine")
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0o500)
     cases = {a_file: "not a folder", a_file / "r": "is a file, not a folder",
              other: "not empty", t: "not a folder"}
-    if os.geteuid() != 0:
-        cases[locked / "r"] = "permission denied"
-    try:
-        for out, message in cases.items():
-            run = _cli("--trials", t, "--out", out, "--n-boot", "20")
-            assert run.returncode == 2, (out, run.stderr)
-            lines = run.stderr.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
-    finally:
-        locked.chmod(0o700)
+    for out, message in cases.items():
+        run = _cli("--trials", t, "--out", out, "--n-boot", "20")
+        assert run.returncode == 2, (out, run.stderr)
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    # an unwritable parent, in this process so that root is refused too (tests/support)
+    with unwritable(locked):
+        code = dispatch("python -m analysis", COMMANDS,
+                        ["report", "--trials", str(t), "--out", str(locked / "r"), "--n-boot", "20"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ")
+    assert "permission denied" in lines[0] and str(locked / "r") in lines[0]
     assert a_file.read_text() == "x" and not (locked / "r").exists()
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
 

@@ -27,7 +27,6 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 ADMIN = "admin-token-for-tests-0123456789"
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
 N_IMAGES, PER_IMAGE = 40, 5           # 200 revealed images
 LOGIT_TOL = 1e-3                       # documented in docs/online.md (ClickMe game)
 GREY = 128
@@ -49,15 +48,15 @@ def checksum(rgb: np.ndarray) -> int:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
+def site(tmp_path_factory, imagenet_sample) -> Path:
     root = tmp_path_factory.mktemp("partner")
     partner = root / "partner.onnx"
     subprocess.run([sys.executable, "-m", "models", "export-partner", "--out", str(partner)],
                    check=True, capture_output=True)
-    rows = [r.split(",") for r in (SAMPLE / "manifest.csv").read_text().splitlines()[1:]]
+    rows = [r.split(",") for r in (imagenet_sample / "manifest.csv").read_text().splitlines()[1:]]
     lines = ["image,image_id,category,class_index"]
     for r in rows[:N_IMAGES + 1]:       # the first is the practice image
-        lines.append(f"{SAMPLE / r[0]},{r[1]},{r[-1]},{r[2]}")
+        lines.append(f"{imagenet_sample / r[0]},{r[1]},{r[-1]},{r[2]}")
     (root / "manifest.csv").write_text("\n".join(lines) + "\n")
     build_game(root / "manifest.csv", root / "site", partner)
     return root / "site"

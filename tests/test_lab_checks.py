@@ -26,7 +26,7 @@ from experiment.paradigm import TrialTiming
 from experiment.schema import TRIAL_COLUMNS, TRIAL_LIST_COLUMNS, read_rows
 from experiment.session import check_participant, open_session, parse_keys, verify_stimuli
 from suite.errors import InputError
-from tests.stimulus_sets import make_stimulus_set
+from tests.support.stimulus_sets import make_stimulus_set
 
 GOOD = {"hz": 60.0, "interval_sd_ms": 0.1, "interval_min_ms": 16.6, "interval_max_ms": 16.8,
         "n_frames": 120}

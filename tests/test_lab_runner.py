@@ -28,7 +28,7 @@ from experiment.schema import TRIAL_COLUMNS, TRIAL_LIST_COLUMNS, read_rows
 from experiment.session import key_mapping, open_session
 from experiment.timing import run_state
 from suite.errors import InputError
-from tests.stimulus_sets import make_stimulus_set
+from tests.support.stimulus_sets import make_stimulus_set
 
 ROOT = Path(__file__).resolve().parents[1]
 XVFB_FLAGS = ["--refresh-hz", "60", "--emulate-vsync", "--allow-refresh", "--auto-advance", "1.5"]

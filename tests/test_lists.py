@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -18,7 +17,8 @@ from experiment.lists import LIST_COLUMNS, ListConfig, effective_run_cap, write_
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows
 from suite.command_line import dispatch
 from suite.errors import InputError
-from tests.stimulus_sets import make_stimulus_set
+from tests.support.permissions import unwritable
+from tests.support.stimulus_sets import make_stimulus_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,17 +208,16 @@ def test_lists_into_the_stimulus_set_itself_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["file", "under-file", "unwritable"])
-def test_bad_output_paths_are_one_clear_error(tmp_path, case, monkeypatch, capsys):
+def test_bad_output_paths_are_one_clear_error(tmp_path, case, capsys):
     stim = make_stimulus_set(tmp_path / "set", 3, 3, 3)
     blocker = tmp_path / "blocker"
     blocker.write_text("a file")
     locked = tmp_path / "locked"
     locked.mkdir()
     out = {"file": blocker, "under-file": blocker / "lists", "unwritable": locked / "lists"}[case]
-    real_access = os.access
-    # a folder this process may not write in (chmod alone does not stop root)
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode))
-    rc = dispatch("python -m experiment", COMMANDS, ["lists", "--stimuli", str(stim), "--out", str(out)])
+    with unwritable(locked):
+        rc = dispatch("python -m experiment", COMMANDS,
+                      ["lists", "--stimuli", str(stim), "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error:") and err.count("\n") == 1, err
     assert str(out) in err

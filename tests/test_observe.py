@@ -20,9 +20,8 @@ from models.zoo import create
 from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
 from suite.command_line import dispatch
 from suite.errors import InputError
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SAMPLE = DATA / "imagenet-sample"
+from tests.support.data import IMAGENET_SAMPLE, require
+from tests.support.permissions import unwritable
 
 
 def test_top1_rule_follows_the_argmax_class():
@@ -59,10 +58,11 @@ def test_rule_errors_and_labels():
 def _stimulus_set(folder: Path, files: list[str]) -> Path:
     """A small set: real photos shorter-side-resized to 256, center-cropped, saved as PNG."""
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {r["file"]: r for r in csv.DictReader(open(SAMPLE / "manifest.csv", encoding="utf-8"))}
+    sample = require(IMAGENET_SAMPLE)
+    meta = {r["file"]: r for r in csv.DictReader(open(sample / "manifest.csv", encoding="utf-8"))}
     rows = []
     for i, f in enumerate(files):
-        im = Image.open(SAMPLE / f).convert("RGB")
+        im = Image.open(sample / f).convert("RGB")
         s = 256 / min(im.size)
         im = im.resize((max(256, round(im.width * s)), max(256, round(im.height * s))), Image.BICUBIC)
         left, top = (im.width - 256) // 2, (im.height - 256) // 2
@@ -84,13 +84,8 @@ FILES = ["n01491361_tiger_shark.JPEG", "n01534433_junco.JPEG", "n01616318_vultur
 
 
 @pytest.fixture(scope="module")
-def lite0():
-    return create("efficientnet_lite0_imagenet")
-
-
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    meta = list(csv.DictReader(open(SAMPLE / "manifest.csv", encoding="utf-8")))
+def small_set(tmp_path_factory, imagenet_sample):
+    meta = list(csv.DictReader(open(imagenet_sample / "manifest.csv", encoding="utf-8")))
     non_animals = [r["file"] for r in meta if r["category"] == "non-animal"][:3]
     return _stimulus_set(tmp_path_factory.mktemp("set"), FILES + non_animals)
 
@@ -240,18 +235,15 @@ def test_out_equal_to_an_input_is_refused_and_the_input_kept(small_set, tmp_path
 
 
 @pytest.mark.parametrize("case", ["folder", "under-file", "unwritable"])
-def test_bad_output_paths_are_one_clear_error(small_set, tmp_path, capsys, monkeypatch, case):
-    import os
-
+def test_bad_output_paths_are_one_clear_error(small_set, tmp_path, capsys, case):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file")
     locked = tmp_path / "locked"
     locked.mkdir()
     out = {"folder": locked, "under-file": blocker / "trials.csv",
            "unwritable": locked / "trials.csv"}[case]
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode))
-    assert _observe_cli(small_set, out) == 2
+    with unwritable(locked):
+        assert _observe_cli(small_set, out) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1 and str(out) in err
     assert blocker.read_text() == "a file" and list(locked.iterdir()) == []

@@ -20,8 +20,8 @@ from experiment.schema import TRIAL_LIST_COLUMNS, read_rows, write_table
 from suite.command_line import dispatch
 from suite.errors import InputError
 from suite.outputs import MARK
+from tests.support.permissions import unwritable
 from tests.support.sample_study import make_lists, make_stimulus_set
-from tests.test_online_server import deny_writing
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def test_missing_manifest_is_named(study, tmp_path):
 def test_builds_from_lists_written_by_experiment_lists_with_practice(tmp_path):
     # the real list writer names files relative to the list folder, practice from another set
     from experiment.lists import ListConfig, write_lists
-    from tests.stimulus_sets import make_stimulus_set as make_set
+    from tests.support.stimulus_sets import make_stimulus_set as make_set
 
     make_set(tmp_path / "set", 3, 3, 3)
     make_set(tmp_path / "practice", 2, 2, 3, prefix="prac")
@@ -179,7 +179,7 @@ def test_a_changed_stimulus_is_refused_by_name(study, tmp_path, capsys):
 
 def test_a_changed_practice_image_is_refused_by_its_list_sha256(tmp_path):
     from experiment.lists import ListConfig, write_lists
-    from tests.stimulus_sets import make_stimulus_set as make_set
+    from tests.support.stimulus_sets import make_stimulus_set as make_set
 
     make_set(tmp_path / "set", 3, 3, 3)
     make_set(tmp_path / "practice", 2, 2, 3, prefix="prac")
@@ -219,18 +219,15 @@ def test_overwrite_replaces_only_a_site_the_suite_made(study, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("where", ["a file", "under a file", "unwritable", "the stimulus set"])
-def test_bad_out_is_one_error_before_any_work(study, tmp_path, capsys, monkeypatch, where):
+def test_bad_out_is_one_error_before_any_work(study, tmp_path, capsys, where):
     lists, stimuli = study
     (tmp_path / "a-file").write_text("x")
     locked = tmp_path / "locked"
     locked.mkdir()
     out = {"a file": tmp_path / "a-file", "under a file": tmp_path / "a-file" / "site",
            "unwritable": locked / "site", "the stimulus set": stimuli}[where]
-    deny_writing(monkeypatch, locked)
-    try:
+    with unwritable(locked):
         assert _build_cli(lists, stimuli, out, "--overwrite") == 2
-    finally:
-        locked.chmod(0o700)
     err = _one_error(capsys)
     assert str(out) in err
     assert (tmp_path / "a-file").read_text() == "x" and list(locked.iterdir()) == []

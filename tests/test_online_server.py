@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,7 +12,6 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-import suite.outputs
 from experiment.__main__ import COMMANDS
 from experiment.online.build import build_site
 from experiment.online.config import ServerLimits, StudyConfig
@@ -22,6 +20,7 @@ from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS, read_rows
 from suite.command_line import dispatch
 from suite.errors import InputError
 from tests.support.local_server import free_port, serve_in_thread
+from tests.support.permissions import unwritable
 from tests.support.sample_study import make_lists, make_stimulus_set
 
 ADMIN = "admin-token-for-tests-0123456789"
@@ -473,19 +472,16 @@ def test_serve_on_a_busy_port_fails_before_making_the_database(site, tmp_path, c
 
 
 @pytest.mark.parametrize("where", ["folder", "under a file", "unwritable"])
-def test_serve_db_path_is_checked_first(site, tmp_path, capsys, monkeypatch, where):
+def test_serve_db_path_is_checked_first(site, tmp_path, capsys, where):
     (tmp_path / "a-file").write_text("x")
     locked = tmp_path / "locked"
     locked.mkdir()
     db = {"folder": tmp_path, "under a file": tmp_path / "a-file" / "study.sqlite",
           "unwritable": locked / "study.sqlite"}[where]
-    deny_writing(monkeypatch, locked)
-    try:
+    with unwritable(locked):
         rc = dispatch("python -m experiment", COMMANDS, [
             "serve", str(site), "--db", str(db), "--admin-token", ADMIN, "--port",
             str(free_port())])
-    finally:
-        locked.chmod(0o700)
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error:") and err.count("\n") == 1 and "--db" in err
     assert list(locked.iterdir()) == []
@@ -499,19 +495,6 @@ def test_serve_refuses_absurd_options(site, tmp_path, option):
         dispatch("python -m experiment", COMMANDS, [
             "serve", str(site), "--db", str(tmp_path / "s.sqlite"), *option])
     assert exit_.value.code == 2 and not (tmp_path / "s.sqlite").exists()
-
-
-def deny_writing(monkeypatch, folder: Path) -> None:
-    """chmod 0o500, and as root (whom modes do not stop) os.access says no for ``folder`` too."""
-    folder.chmod(0o500)
-    if os.geteuid() == 0:
-        real = os.access
-
-        def access(path, mode, *a, **k):
-            if Path(path).resolve() == folder.resolve() and mode & os.W_OK:
-                return False
-            return real(path, mode, *a, **k)
-        monkeypatch.setattr(suite.outputs.os, "access", access)
 
 
 def _export(*argv) -> int:
@@ -531,19 +514,15 @@ def test_export_refuses_to_overwrite_its_database(client, app, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("where", ["folder", "under a file", "unwritable"])
-def test_export_checks_its_output_before_reading(client, app, tmp_path, capsys, monkeypatch,
-                                                where):
+def test_export_checks_its_output_before_reading(client, app, tmp_path, capsys, where):
     start(client)
     (tmp_path / "a-file").write_text("x")
     locked = tmp_path / "locked"
     locked.mkdir()
     out = {"folder": tmp_path, "under a file": tmp_path / "a-file" / "t.csv",
            "unwritable": locked / "t.csv"}[where]
-    deny_writing(monkeypatch, locked)
-    try:
+    with unwritable(locked):
         assert _export("--db", app.state.store.path, "--out", out) == 2
-    finally:
-        locked.chmod(0o700)
     err = capsys.readouterr().err
     assert err.startswith("error:") and "Traceback" not in err and str(out) in err
 

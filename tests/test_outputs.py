@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import suite.outputs as outputs
 from suite.cli_types import float_in, int_at_least, int_in, int_list
 from suite.errors import InputError
 from suite.outputs import (
@@ -21,19 +20,7 @@ from suite.outputs import (
     mark_folder,
     remove_suite_folder,
 )
-
-
-def _unwritable(monkeypatch, path: Path) -> None:
-    """Make ``path`` unwritable: mode 0o500/0o400 and, as root (whom modes do not stop), os.access."""
-    path.chmod(0o500 if path.is_dir() else 0o400)
-    if os.geteuid() == 0:
-        real = os.access
-
-        def access(p, mode, *a, **k):
-            if Path(p).resolve() == path.resolve() and mode & os.W_OK:
-                return False
-            return real(p, mode, *a, **k)
-        monkeypatch.setattr(outputs.os, "access", access)
+from tests.support.permissions import unwritable
 
 
 def _tree(folder: Path) -> dict[str, bytes | None]:
@@ -67,22 +54,19 @@ def test_file_output_under_a_file_is_refused(files):
         check_output_file(files / "afile" / "sub" / "out.csv", option="--report")
 
 
-def test_file_output_in_an_unwritable_folder_is_refused(files, monkeypatch):
+def test_file_output_in_an_unwritable_folder_is_refused(files):
     locked = files / "locked"
     locked.mkdir()
-    _unwritable(monkeypatch, locked)
-    try:
+    with unwritable(locked):
         with pytest.raises(InputError, match=r"cannot write in .*locked \(permission denied\)"):
             check_output_file(locked / "out.csv")
         with pytest.raises(InputError, match="permission denied"):
             check_output_file(locked / "new" / "out.csv")  # the nearest existing folder counts
-    finally:
-        locked.chmod(0o700)
 
 
-def test_existing_unwritable_file_is_refused(files, monkeypatch):
-    _unwritable(monkeypatch, files / "afile")
-    with pytest.raises(InputError, match=r"afile: exists and is not writable"):
+def test_existing_unwritable_file_is_refused(files):
+    with unwritable(files / "afile"), \
+            pytest.raises(InputError, match=r"afile: exists and is not writable"):
         check_output_file(files / "afile")
 
 
@@ -120,15 +104,11 @@ def test_folder_output_under_a_file_is_refused(files):
         check_output_folder(files / "afile" / "set")
 
 
-def test_folder_output_in_an_unwritable_folder_is_refused(files, monkeypatch):
+def test_folder_output_in_an_unwritable_folder_is_refused(files):
     locked = files / "locked"
     locked.mkdir()
-    _unwritable(monkeypatch, locked)
-    try:
-        with pytest.raises(InputError, match="permission denied"):
-            check_output_folder(locked / "set")
-    finally:
-        locked.chmod(0o700)
+    with unwritable(locked), pytest.raises(InputError, match="permission denied"):
+        check_output_folder(locked / "set")
 
 
 def test_folder_output_holding_or_being_an_input_is_refused(files):
@@ -151,16 +131,12 @@ def test_overwrite_is_refused_for_a_folder_the_suite_did_not_make(files):
     assert _tree(files)["afile"] == b"x"
 
 
-def test_overwrite_is_allowed_for_a_marked_folder_unless_it_is_unwritable(files, monkeypatch):
+def test_overwrite_is_allowed_for_a_marked_folder_unless_it_is_unwritable(files):
     mark_folder(files, "test")
     assert is_suite_folder(files)
     assert check_output_folder(files, overwrite=True) == files
-    _unwritable(monkeypatch, files)
-    try:
-        with pytest.raises(InputError, match="not writable"):
-            check_output_folder(files, overwrite=True)
-    finally:
-        files.chmod(0o700)
+    with unwritable(files), pytest.raises(InputError, match="not writable"):
+        check_output_folder(files, overwrite=True)
 
 
 # ---- building_folder -------------------------------------------------------------------------

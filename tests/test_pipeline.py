@@ -17,13 +17,14 @@ from PIL import Image
 from analysis.pipeline import load_config, run_pipeline
 from stimuli.derived_maps import contrast_saliency
 from suite.errors import InputError
+from tests.support.data import IMAGENET_SAMPLE, require
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
 MODELS = ("efficientnet_lite0_imagenet", "efficientnet_lite1_imagenet")
 
 
 def _inputs(folder: Path, per_category: int = 6) -> Path:
-    with open(SAMPLE / "manifest.csv", newline="") as fh:
+    sample = require(IMAGENET_SAMPLE)
+    with open(sample / "manifest.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     picked = [r for r in rows if r["category"] == "animal"][:per_category] + \
              [r for r in rows if r["category"] == "non-animal"][:per_category]
@@ -31,15 +32,16 @@ def _inputs(folder: Path, per_category: int = 6) -> Path:
     lines = ["image,map,image_id,category,class_index"]
     for r in picked:
         image_id = Path(r["file"]).stem
-        rgb = np.asarray(Image.open(SAMPLE / r["file"]).convert("RGB"))
+        rgb = np.asarray(Image.open(sample / r["file"]).convert("RGB"))
         np.save(folder / "maps" / f"{image_id}.npy", contrast_saliency(rgb))  # synthetic map
-        lines.append(f"{SAMPLE / r['file']},maps/{image_id}.npy,{image_id},{r['category']},"
+        lines.append(f"{sample / r['file']},maps/{image_id}.npy,{image_id},{r['category']},"
                      f"{r['class_index']}")
     (folder / "build_manifest.csv").write_text("\n".join(lines) + "\n")
     return folder / "build_manifest.csv"
 
 
 def _config(tmp: Path, **extra) -> Path:
+    sample = require(IMAGENET_SAMPLE)
     manifest = _inputs(tmp / "inputs")
     text = f"""
 [study]
@@ -57,7 +59,7 @@ threshold = 8.0
 [models]
 names = {json.dumps(list(MODELS))}
 batch_size = 16
-accuracy_images = "{SAMPLE}"
+accuracy_images = "{sample}"
 [report]
 n_boot = 200
 """

@@ -24,9 +24,7 @@ from models.where import (
 from models.zoo import create
 from suite.command_line import dispatch
 from suite.errors import InputError
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SAMPLE = DATA / "imagenet-sample"
+from tests.support.data import IMAGENET_SAMPLE, require
 
 
 def test_saliency_of_a_linear_model_is_its_weight_row():
@@ -119,7 +117,8 @@ def test_map_loading_formats_and_wrong_size(tmp_path):
 
 
 def _photo_256(name: str) -> np.ndarray:
-    im = Image.open(SAMPLE / name).convert("RGB")
+    sample = require(IMAGENET_SAMPLE)
+    im = Image.open(sample / name).convert("RGB")
     s = 256 / min(im.size)
     im = im.resize((max(256, round(im.width * s)), max(256, round(im.height * s))), Image.BICUBIC)
     left, top = (im.width - 256) // 2, (im.height - 256) // 2

@@ -16,7 +16,7 @@ from experiment.lists import ListConfig, write_lists
 from experiment.schema import TRIAL_COLUMNS, read_rows, validate_trial_row
 from experiment.simulate import PsychometricObserver, simulate_observer
 from suite.errors import InputError
-from tests.stimulus_sets import make_stimulus_set
+from tests.support.stimulus_sets import make_stimulus_set
 
 ROOT = Path(__file__).resolve().parents[1]
 PERCENTS = 10 ** np.linspace(0, 2, 11)  # the authors' 11 levels (paradigm §1)

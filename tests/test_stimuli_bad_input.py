@@ -14,7 +14,7 @@ from stimuli.config import BuildConfig
 from stimuli.io import items_from_folders
 from suite.errors import InputError
 from suite.outputs import MARK
-from tests.test_stimuli_build import make_synthetic_items, save_map
+from tests.support.synthetic_maps import make_synthetic_items, save_map
 
 CONFIG = BuildConfig(levels_percent=(10.0, 100.0), full=False)
 

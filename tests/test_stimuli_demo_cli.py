@@ -13,7 +13,7 @@ import numpy as np
 from stimuli.demo import MAPS_NOTE, write_demo_inputs
 from stimuli.io import read_build_manifest
 from stimuli.manifest import read_stimulus_manifest
-from tests.test_stimuli_build import make_synthetic_items
+from tests.support.synthetic_maps import make_synthetic_items
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from stimuli.manifest import read_stimulus_manifest
 from stimuli.masks import centering_shift, nested_pixel_order
 from stimuli.noise import amplitude_spectrum
 from stimuli.render import load_item, plan_image, render_level
-from tests.test_stimuli_build import PHOTOS, make_synthetic_items, save_map
+from tests.support.synthetic_maps import make_synthetic_items, save_map
 
 
 def _amp(x: np.ndarray) -> np.ndarray:
@@ -64,10 +64,10 @@ def test_set_average_spectrum_option_uses_the_mean_amplitude(tmp_path):
     assert not np.array_equal(plan.noise, plan_image(items[0], BuildConfig()).noise)
 
 
-def test_centering_clamps_and_records_the_residual(tmp_path):
+def test_centering_clamps_and_records_the_residual(tmp_path, imagenet_sample):
     # A synthetic L-shaped map along the top and left edges: its bounding box already spans
     # the canvas, so no shift keeps it inside while centering it; the clamp must win.
-    image = PHOTOS / "n01491361_tiger_shark.JPEG"
+    image = imagenet_sample / "n01491361_tiger_shark.JPEG"
     w, h = Image.open(image).size
     ell = np.zeros((h, w))
     ell[: h // 6, :] = 1.0

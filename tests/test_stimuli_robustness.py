@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,6 @@ from PIL import Image
 
 import stimuli.build
 import stimuli.demo
-import suite.outputs
 from stimuli.build import build_stimulus_set
 from stimuli.config import MAX_SIZE, BuildConfig
 from stimuli.io import BuildItem, items_from_folders, load_image
@@ -31,13 +31,9 @@ from stimuli.render import plan_image, render_level
 from suite.command_line import dispatch
 from suite.errors import InputError
 from suite.outputs import MARK
-from tests.test_stimuli_build import (
-    PHOTOS,
-    make_synthetic_items,
-    photo_rows,
-    save_map,
-    synthetic_map,
-)
+from tests.support.data import IMAGENET_SAMPLE
+from tests.support.permissions import unwritable
+from tests.support.synthetic_maps import make_synthetic_items, photo_rows, save_map, synthetic_map
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = BuildConfig(size=64, budget=1024, levels_percent=(10.0, 50.0, 100.0), full=False)
@@ -60,7 +56,7 @@ def _hidden(folder: Path) -> list[str]:
 
 def _gray_photo() -> tuple[Path, np.ndarray]:
     row = photo_rows(1, 0)[0]
-    path = PHOTOS / row["file"]
+    path = IMAGENET_SAMPLE / row["file"]
     with Image.open(path) as im:
         return path, np.asarray(im.convert("L"))
 
@@ -263,21 +259,8 @@ def _manifest(tmp_path: Path) -> Path:
     return path
 
 
-def _deny_writing(monkeypatch, folder: Path) -> None:
-    """Make ``folder`` unwritable: chmod 0o500, and (as root, whom modes do not stop) os.access too."""
-    folder.chmod(0o500)
-    if os.geteuid() == 0:
-        real = os.access
-
-        def access(path, mode, *a, **k):
-            if Path(path).resolve() == folder.resolve() and mode & os.W_OK:
-                return False
-            return real(path, mode, *a, **k)
-        monkeypatch.setattr(suite.outputs.os, "access", access)
-
-
 @pytest.mark.parametrize("case", ["a file", "under a file", "unwritable", "holds the manifest"])
-def test_build_refuses_an_unusable_output_path_in_one_line(tmp_path, capsys, monkeypatch, case):
+def test_build_refuses_an_unusable_output_path_in_one_line(tmp_path, capsys, case):
     manifest = _manifest(tmp_path)
     (tmp_path / "afile").write_text("x")
     locked = tmp_path / "locked"
@@ -288,13 +271,9 @@ def test_build_refuses_an_unusable_output_path_in_one_line(tmp_path, capsys, mon
         "unwritable": (locked / "set", "permission denied"),
         "holds the manifest": (manifest.parent, "holds the input"),
     }[case]
-    if case == "unwritable":
-        _deny_writing(monkeypatch, locked)
-    try:
+    with unwritable(locked) if case == "unwritable" else nullcontext():
         code = _cli("build", "--manifest", str(manifest), "--out", str(out), "--overwrite",
                     "--size", "64", "--budget", "1024", "--workers", "1")
-    finally:
-        locked.chmod(0o700)
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert expect in err and str(out) in err
@@ -303,7 +282,7 @@ def test_build_refuses_an_unusable_output_path_in_one_line(tmp_path, capsys, mon
 
 
 @pytest.mark.parametrize("case", ["a file", "under a file", "unwritable"])
-def test_demo_refuses_an_unusable_output_path_in_one_line(tmp_path, capsys, monkeypatch, case):
+def test_demo_refuses_an_unusable_output_path_in_one_line(tmp_path, capsys, case):
     (tmp_path / "afile").write_text("x")
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -312,12 +291,8 @@ def test_demo_refuses_an_unusable_output_path_in_one_line(tmp_path, capsys, monk
         "under a file": (tmp_path / "afile" / "demo", "is a file, not a folder"),
         "unwritable": (locked / "demo", "permission denied"),
     }[case]
-    if case == "unwritable":
-        _deny_writing(monkeypatch, locked)
-    try:
+    with unwritable(locked) if case == "unwritable" else nullcontext():
         code = _cli("demo", "--out", str(out), "--workers", "1")
-    finally:
-        locked.chmod(0o700)
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and expect in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "locked"]

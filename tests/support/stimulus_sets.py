@@ -10,13 +10,12 @@ import numpy as np
 from PIL import Image
 
 from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.support.data import IMAGENET_SAMPLE, require
 
 
 def _photo_pixels(category: str, index: int, size: int) -> np.ndarray:
     """A centre crop of a real ImageNet photo from ../shared/data of the given category."""
-    folder = SHARED_DATA / "imagenet-sample"
+    folder = require(IMAGENET_SAMPLE)
     with open(folder / "manifest.csv", encoding="utf-8", newline="") as fh:
         files = [r["file"] for r in csv.DictReader(fh) if r["category"] == category]
     img = Image.open(folder / files[index % len(files)]).convert("RGB")
