@@ -18,13 +18,13 @@ from experiment.online.clickme_build import build_game
 from experiment.online.clickme_export import export_clicks
 from experiment.online.serve import create_site_app
 from stimuli.click_maps import read_clicks
+from tests.support.data import IMAGENET_SAMPLE as SAMPLE
 from tests.support.local_server import free_port, serve_in_thread
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 ADMIN = "admin-token-for-tests-0123456789"
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
 # practice first, then the three images played: two animals, one object, all with their class
 IMAGES = [("n01534433_junco.JPEG", 13, "animal"), ("n01491361_tiger_shark.JPEG", 3, "animal"),
           ("n01616318_vulture.JPEG", 23, "animal"), ("n03720891_maraca.JPEG", 641, "non-animal")]

@@ -121,3 +121,39 @@ def test_no_import_cycles():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _test_module_imports(path: Path) -> list[str]:
+    """The test modules (``tests.test_*``) that ``path`` imports, however it is spelt."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative imports only occur inside tests/
+                base = ".".join(["tests", *([base] if base else [])])
+            names = [base, *(f"{base}.{a.name}" for a in node.names)]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if len(parts) > 1 and parts[0] == "tests" and parts[1].startswith("test_"):
+                found.append(f"tests.{parts[1]}")
+    return sorted(set(found))
+
+
+def test_no_test_file_imports_another():
+    """Shared helpers live in tests/support/ and fixtures in tests/conftest.py."""
+    files = sorted((ROOT / "tests").rglob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))
+    imports = {str(p.relative_to(ROOT)): _test_module_imports(p) for p in files}
+    assert {p: names for p, names in imports.items() if names} == {}
+
+
+def test_the_test_import_finder_sees_every_spelling(tmp_path):
+    source = tmp_path / "t.py"
+    source.write_text("import tests.test_a\nfrom tests.test_b import x\n"
+                      "from tests import test_c, support\nfrom .test_d import y\n"
+                      "from tests.support.data import MVH_RAW\n")
+    assert _test_module_imports(source) == ["tests.test_a", "tests.test_b", "tests.test_c",
+                                            "tests.test_d"]
