@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 
 from experiment.schema import read_rows
+from models.cli_options import add_model_options, model_names, models_from_args, weights_inputs
 from models.decision import DEFAULT_RULE, check_rule, observer_name
 from models.observe import model_logits
-from models.zoo import ZooModel, create, default_device, device_argument
+from models.zoo import ZooModel
 from stimuli.schema import ANIMAL_CLASS_MAX
 from suite.atomic import atomic_write_text
-from suite.cli_types import int_at_least
+from suite.cli_types import list_item
 from suite.errors import InputError
 from suite.outputs import check_output_file
 from suite.provenance import provenance
@@ -121,38 +122,26 @@ def _labelled_inputs(images: Path) -> list[Path]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="comma-separated zoo or timm names")
+    add_model_options(parser, several=True)
     parser.add_argument("--images", required=True, type=Path,
                         help="manifest CSV (file, class_index) or a folder with manifest.csv")
-    parser.add_argument("--weights", default=None, help="weights for a single --model")
     parser.add_argument("--out", type=Path, default=None,
-                        help="also write the figures: X.csv = the model-accuracy table that "
-                             "'python -m analysis report --model-accuracy' reads; other names: JSON")
-    parser.add_argument("--rule", default=DEFAULT_RULE,
-                        help="decision rule(s) the models were observed with, comma-separated "
-                             "(names the CSV rows as the trials name them; default top1)")
-    parser.add_argument("--batch-size", type=int_at_least(1), default=None,
-                        help="images per forward pass (default: 64 on a GPU, 8 on the CPU)")
-    parser.add_argument("--device", type=device_argument, default=default_device(),
-                        help="cpu, cuda or cuda:N (default: cuda when a GPU is usable)")
+                        help="output file for the figures (optional): X.csv = the model-accuracy "
+                             "table that 'python -m analysis report --model-accuracy' reads; "
+                             "other names: JSON")
+    parser.add_argument("--rule", nargs="+", type=list_item(), default=[DEFAULT_RULE],
+                        metavar="RULE",
+                        help="decision rule(s) the models were observed with, separated by "
+                             "spaces (names the CSV rows as the trials name them; default top1)")
 
 
 def main(args: argparse.Namespace) -> int:
-    names = [n.strip() for n in args.model.split(",") if n.strip()]
-    if not names:
-        raise InputError("--model: give one or more model names")
-    if args.weights is not None and len(names) != 1:
-        raise InputError("--weights applies to one model; run accuracy once per weights file")
-    rules = [check_rule(r.strip()) for r in args.rule.split(",") if r.strip()]
-    if not rules:
-        raise InputError("--rule: give one or more decision rules (top1, mass)")
+    names = model_names(args)
+    rules = [check_rule(r) for r in args.rule]
     if args.out is not None:
-        local = [Path(args.weights)] if args.weights not in (None, "timm", "pretrained",
-                                                             "random") else []
-        check_output_file(args.out, inputs=[*_labelled_inputs(args.images), *local])
+        check_output_file(args.out, inputs=[*_labelled_inputs(args.images), *weights_inputs(args)])
     results = []
-    for name in names:
-        model = create(name, weights=args.weights, device=args.device)
+    for model in models_from_args(args):
         r = accuracy(model, args.images, args.batch_size)
         results.append(r)
         print(f"{r.model}: top-1 {r.top1:.2%}  top-5 {r.top5:.2%}  "

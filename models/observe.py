@@ -18,12 +18,13 @@ import torch
 from tqdm import tqdm
 
 from experiment.schema import write_table
+from models.cli_options import add_model_options, model_names
 from models.decision import DEFAULT_RULE, RULES, check_rule, decide, observer_name
 from models.preprocessing import Preprocessing, load_rgb, to_model_input, whole_image
-from models.zoo import ZooModel, check_device, create, default_device, device_argument
+from models.zoo import ZooModel, check_device, create
 from stimuli.manifest import read_stimulus_rows
 from suite.atomic import atomic_write_text
-from suite.cli_types import int_at_least
+from suite.cli_types import list_item
 from suite.errors import InputError
 from suite.outputs import check_output_file
 from suite.provenance import provenance, utc_now, verify_files
@@ -208,17 +209,13 @@ def check_outputs(out: Path, stimulus_dir: Path, weights: str | None,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="comma-separated zoo or timm names")
+    add_model_options(parser, several=True)
     parser.add_argument("--stimuli", required=True, type=Path, help="stimulus set folder (with manifest.csv)")
-    parser.add_argument("--out", required=True, type=Path, help="trial table to write (CSV)")
-    parser.add_argument("--rule", default=DEFAULT_RULE,
-                        help="decision rule(s), comma-separated: top1 (paper's, default) or mass")
-    parser.add_argument("--weights", default=None,
-                        help="weights for a single --model: local .pth/.safetensors, 'timm' or 'random'")
-    parser.add_argument("--batch-size", type=int_at_least(1), default=None,
-                        help="images per forward pass (default: 64 on a GPU, 8 on the CPU)")
-    parser.add_argument("--device", type=device_argument, default=default_device(),
-                        help="cpu, cuda or cuda:N (default: cuda when a GPU is usable)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output file: the trial table (CSV; its provenance goes beside it)")
+    parser.add_argument("--rule", nargs="+", type=list_item(), default=[DEFAULT_RULE],
+                        metavar="RULE", help="decision rule(s), separated by spaces: top1 "
+                                             "(paper's, default) or mass")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32 (default) or bf16 autocast: faster on GPUs and on CPUs with "
                              "native bf16 (AMX, AVX512-BF16), refused on other CPUs, where it is "
@@ -227,15 +224,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    names = [n.strip() for n in args.model.split(",") if n.strip()]
-    if not names:
-        raise InputError("--model: give one or more model names")
-    if args.weights is not None and len(names) != 1:
-        raise InputError("--weights applies to one model; run observe once per weights file")
+    names = model_names(args)
     record_path = check_outputs(args.out, args.stimuli, args.weights)
     check_precision(args.precision, check_device(args.device))
     batch_size = args.batch_size or default_batch_size(args.device)
-    rules = [r.strip() for r in args.rule.split(",") if r.strip()]
+    rules = list(args.rule)
     rows = observe(names, args.stimuli, rule=rules, batch_size=batch_size,
                    device=args.device, weights=args.weights, precision=args.precision)
     write_table(args.out, rows)

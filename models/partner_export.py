@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from models.cli_options import add_model_options, weights_inputs
 from models.preprocessing import Preprocessing, whole_image
 from models.zoo import create
 from suite.atomic import atomic_write_bytes, atomic_write_text
@@ -88,16 +89,14 @@ def export_partner(model: str, out: Path, weights: str | None = None) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"zoo model playing the partner (default {DEFAULT_MODEL})")
-    parser.add_argument("--out", required=True, type=Path, help="ONNX file to write")
-    parser.add_argument("--weights", default=None,
-                        help="weights for --model: a local .pth/.safetensors, 'timm' or 'random'")
+    add_model_options(parser, several=False, default_model=DEFAULT_MODEL, device=False,
+                      batch_size=False)
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output file: the partner's ONNX graph (its provenance goes beside it)")
 
 
 def main(args: argparse.Namespace) -> int:
-    inputs = [Path(args.weights)] if args.weights not in (None, "timm", "pretrained",
-                                                           "random") else []
+    inputs = weights_inputs(args)
     check_output_file(args.out, inputs=inputs, option="--out")
     record = args.out.with_name(args.out.name + ".provenance.json")
     check_output_file(record, inputs=inputs, option="--out (its .provenance.json)")

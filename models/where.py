@@ -22,10 +22,11 @@ from scipy.stats import rankdata
 from tqdm import tqdm
 
 from experiment.schema import read_rows
+from models.cli_options import add_model_options, model_names, models_from_args, weights_inputs
 from models.human_maps import MODEL_RES, prepare_human_maps
 from models.preprocessing import load_rgb, to_model_input, whole_image
 from models.saliency import saliency_maps
-from models.zoo import ZooModel, create, default_device, device_argument
+from models.zoo import ZooModel
 from suite.atomic import atomic_write_text
 from suite.cli_types import float_in, int_at_least
 from suite.errors import InputError
@@ -232,8 +233,28 @@ def evaluate(model: ZooModel, items: list[dict], ceiling: float = CLICKME_CEILIN
                      [it["image_id"] for it in items])
 
 
+#: The model name of the centre-bias control's result (its JSON entry also has
+#: ``"control": "centre_bias"``).
+CENTRE_BIAS_MODEL = "centre-bias control"
+
+
+def centre_bias_control(human: np.ndarray, ceiling: float = CLICKME_CEILING,
+                        ceiling_source: str = "ClickMe (authors' code)", n_boot: int = 1000,
+                        seed: int = 0, image_ids: list[str] | None = None) -> WhereResult:
+    """The centre-bias control (†): each image's blurred human map scored, like a model's
+    saliency, against the mean of the other images' maps (docs/maps.md). Needs ≥ 2 images."""
+    human = np.asarray(human, dtype=np.float64)
+    if len(human) < 2:
+        raise InputError("--centre-bias: the control needs at least 2 images (each image's map "
+                         "against the mean of the others')")
+    others = (human.sum(axis=0, keepdims=True) - human) / (len(human) - 1)
+    return alignment(others, human, ceiling, ceiling_source, n_boot, seed, CENTRE_BIAS_MODEL,
+                     image_ids)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="comma-separated zoo or timm names")
+    add_model_options(parser, several=True, batch_size_default=16,
+                      batch_size_help="images per saliency pass (default 16)")
     parser.add_argument("--images", required=True, type=Path,
                         help="build manifest CSV (image, map, image_id, class_index) or a folder of 256×256 images")
     parser.add_argument("--maps", type=Path, default=None,
@@ -244,22 +265,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"human ceiling when no participant maps are given (default {CLICKME_CEILING})")
     parser.add_argument("--spearman-brown", action="store_true",
                         help="step the split-half ceiling up to full length, 2ρ/(1+ρ)")
-    parser.add_argument("--n-splits", type=int_at_least(1), default=1000)
-    parser.add_argument("--n-boot", type=int_at_least(1), default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weights", default=None, help="weights for a single --model")
-    parser.add_argument("--out", type=Path, default=None, help="write results (JSON, with per-image ρ)")
-    parser.add_argument("--batch-size", type=int_at_least(1), default=16)
-    parser.add_argument("--device", type=device_argument, default=default_device(),
-                        help="cpu, cuda or cuda:N (default: cuda when a GPU is usable)")
+    parser.add_argument("--n-splits", type=int_at_least(1), default=1000,
+                        help="random participant splits for the split-half ceiling (default 1000)")
+    parser.add_argument("--n-boot", type=int_at_least(1), default=1000,
+                        help="bootstrap resamples over images (default 1000)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output file (optional): the results as JSON, with per-image ρ")
+    parser.add_argument("--centre-bias", action="store_true",
+                        help="add the centre-bias control (†): each image's human map against "
+                             "the mean of the other images' maps, scored like a model")
 
 
 def main(args: argparse.Namespace) -> int:
-    names = [n.strip() for n in args.model.split(",") if n.strip()]
-    if args.weights is not None and len(names) != 1:
-        raise InputError("--weights applies to one model; run where once per weights file")
-    local = [Path(args.weights)] if args.weights not in (None, "timm", "pretrained", "random") else []
-    inputs = [args.images, args.maps, args.participant_maps, *local]
+    names = model_names(args)
+    inputs = [args.images, args.maps, args.participant_maps, *weights_inputs(args)]
     if args.out is not None:
         check_output_file(args.out, inputs=[p for p in inputs if p is not None])
     items = read_where_set(args.images, args.maps)
@@ -276,14 +296,20 @@ def main(args: argparse.Namespace) -> int:
             per_image = [np.asarray(z[it["image_id"]], dtype=np.float32) for it in items]
         ceiling = split_half_ceiling(per_image, args.n_splits, args.seed, args.spearman_brown)
         source = f"split halves, {args.n_splits} splits" + (", Spearman-Brown" if args.spearman_brown else "")
+    control = centre_bias_control(human, ceiling, source, args.n_boot, args.seed,
+                                  [it["image_id"] for it in items]) if args.centre_bias else None
     results = []
-    for name in names:
-        model = create(name, weights=args.weights, device=args.device)
+    for model in models_from_args(args):
         r = evaluate(model, items, ceiling, source, args.n_boot, args.seed, args.batch_size, human=human)
         results.append(asdict(r))
         print(f"{r.model}: mean ρ {r.mean_rho:.4f}, score {r.score:.4f} "
               f"[{r.score_ci[0]:.4f}, {r.score_ci[1]:.4f}] (ceiling {r.ceiling:.4f}, {r.ceiling_source}); "
               f"Dice {r.dice:.4f}, IoU {r.iou:.4f}; n={r.n_images}")
+    if control is not None:
+        c = control
+        results.append({**asdict(c), "control": "centre_bias"})
+        print(f"{c.model} †: mean ρ {c.mean_rho:.4f}, score {c.score:.4f} "
+              f"[{c.score_ci[0]:.4f}, {c.score_ci[1]:.4f}]")
     if args.out:
         record = {"results": results, "provenance": provenance(
             models=names, images=str(args.images), maps=str(args.maps), ceiling=ceiling,

@@ -4,7 +4,7 @@ ClickMe TFRecord shards hold ``image`` (256×256 RGB JPEG), ``heatmap`` (256×25
 and ``label`` (ImageNet index): the keys the authors' loader parses (serre-lab/Harmonization,
 common/clickme_dataset.py); ``--clickme-keys`` names others. Clicktionary's per-image .npz
 key names could not be established from public code, so they are found among common names
-or given with ``--clicktionary-keys IMAGE,MAP[,LABEL]`` (docs/maps.md). The category comes
+or given with ``--clicktionary-keys IMAGE MAP [LABEL]`` (docs/maps.md). The category comes
 from the ImageNet index (animal = 0–397, paradigm §1).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from PIL import Image
 from stimuli.maps import MANIFEST, PROVENANCE, category_of, manifest_row, png_bytes, write_manifest
 from stimuli.schema import CATEGORIES
 from suite.atomic import atomic_write_bytes, atomic_write_text
-from suite.cli_types import int_at_least
+from suite.cli_types import int_at_least, list_item
 from suite.errors import InputError
 from suite.outputs import building_folder, check_output_folder
 from suite.provenance import provenance
@@ -44,6 +44,10 @@ class ClickMeKeys:
     label: str = "label"
 
 
+#: The release's feature keys, in ``--clickme-keys`` order.
+CLICKME_KEYS = tuple(astuple(ClickMeKeys()))
+
+
 def decode_clickme(data: bytes, keys: ClickMeKeys = ClickMeKeys(), where: str = "record"
                    ) -> tuple[np.ndarray, np.ndarray, int]:
     """One ClickMe record → image (H, W, 3) uint8, heatmap (H, W) float32 in 0–255, label."""
@@ -60,7 +64,7 @@ def _decode(data: bytes, keys: ClickMeKeys, where: str) -> tuple[np.ndarray, np.
     for k in (keys.image, keys.heatmap, keys.label):
         if not ex.get(k):
             raise InputError(f"{where}: no feature {k!r} (found {sorted(ex)}); give the shard's "
-                             "keys with --clickme-keys IMAGE,HEATMAP,LABEL")
+                             "keys with --clickme-keys IMAGE HEATMAP LABEL")
     raw = ex[keys.image][0]
     if not isinstance(raw, bytes) or not isinstance(ex[keys.heatmap][0], bytes):
         raise InputError(f"{where}: {keys.image!r} and {keys.heatmap!r} must hold encoded images")
@@ -114,7 +118,7 @@ def _pick(keys: list[str], wanted: str | None, candidates: tuple[str, ...], what
     found = [k for k in candidates if k in keys]
     if not found and required:
         raise InputError(f"{path}: no {what} array among {keys}; name it with "
-                         "--clicktionary-keys IMAGE,MAP[,LABEL]")
+                         "--clicktionary-keys IMAGE MAP [LABEL]")
     return found[0] if found else None
 
 
@@ -165,16 +169,20 @@ def _import_clicktionary(files: list[Path], spec: list[str], category: str | Non
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("shards", type=Path, nargs="*", metavar="SHARD",
+    parser.add_argument("shards", type=list_item(Path), nargs="*", metavar="SHARD",
                         help="ClickMe TFRecord shards (uncompressed)")
-    parser.add_argument("--clicktionary", type=Path, nargs="+", default=[], metavar="FILE",
+    parser.add_argument("--clicktionary", type=list_item(Path), nargs="+", default=[], metavar="FILE",
                         help="Clicktionary per-image .npz files")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder: images, maps and build manifest (new or empty)")
     parser.add_argument("--limit", type=int_at_least(1), default=None, help="import at most N images")
-    parser.add_argument("--clickme-keys", default="image,heatmap,label",
-                        help="feature keys IMAGE,HEATMAP,LABEL of the shards (default the release's)")
-    parser.add_argument("--clicktionary-keys", default="",
-                        help="array names IMAGE,MAP[,LABEL] in the .npz (default: found by name)")
+    parser.add_argument("--clickme-keys", nargs=3, type=list_item(), default=list(CLICKME_KEYS),
+                        metavar=("IMAGE", "HEATMAP", "LABEL"),
+                        help="feature keys of the shards (default the release's: "
+                             f"{' '.join(CLICKME_KEYS)})")
+    parser.add_argument("--clicktionary-keys", nargs="+", type=list_item(), default=[],
+                        metavar="NAME", help="array names IMAGE MAP [LABEL] in the .npz "
+                                             "(default: found by name)")
     parser.add_argument("--category", choices=CATEGORIES, default=None,
                         help="category of Clicktionary images that carry no label")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier output of this suite")
@@ -187,12 +195,11 @@ def main(args) -> int:
     for p in inputs:
         if not p.is_file():
             raise InputError(f"{p}: not found; check the path")
-    keys = [k.strip() for k in args.clickme_keys.split(",")]
-    if len(keys) != 3 or not all(keys):
-        raise InputError(f"--clickme-keys {args.clickme_keys!r}: give three names IMAGE,HEATMAP,LABEL")
-    spec = [k.strip() for k in args.clicktionary_keys.split(",") if k.strip()]
+    keys = list(args.clickme_keys)
+    spec = list(args.clicktionary_keys)
     if len(spec) not in (0, 2, 3):
-        raise InputError(f"--clicktionary-keys {args.clicktionary_keys!r}: give IMAGE,MAP[,LABEL]")
+        raise InputError(f"--clicktionary-keys {' '.join(spec)}: give two or three names, "
+                         "IMAGE MAP [LABEL]")
     out = check_output_folder(args.out, inputs=inputs, overwrite=args.overwrite)
     rows: list[dict] = []
     skipped: list[str] = []

@@ -55,12 +55,22 @@ def float_in(low: float, high: float, *, low_open: bool = False, high_open: bool
     return parse
 
 
-def int_list(low: int | None = None):
-    """Comma-separated integers, each ≥ ``low`` when given."""
-    def parse(text: str) -> list[int]:
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError(f"{text!r}: give one or more comma-separated numbers")
-        return [int_at_least(low)(t) if low is not None else int(t) for t in items]
-    parse.__name__ = "list of integers"
+#: What a list option says to a value written the old way, with commas (docs/commands.md).
+COMMA_HINT = "give several values separated by spaces, not commas"
+
+
+def list_item(item_type=str):
+    """One value of a list option (``nargs="+"``): ``item_type`` of it, refusing a comma.
+
+    Lists are given as space-separated values after their option (``--model a b``); a
+    comma where a list is expected means the old habit (``--model a,b``), so it is one
+    clear error at parse time, never a value silently misread.
+    """
+    def parse(text: str):
+        if "," in text:
+            raise argparse.ArgumentTypeError(f"{text!r}: {COMMA_HINT} "
+                                             f"({' '.join(t for t in text.split(',') if t)})")
+        return item_type(text)
+    parse.__name__ = getattr(item_type, "__name__", "value")
+    parse.refuses_commas = True
     return parse

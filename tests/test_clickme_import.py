@@ -95,7 +95,7 @@ def test_clicktionary_other_key_names_need_the_option(tmp_path, capsys):
     assert _cli("import-clickme", "--clicktionary", p, "--out", tmp_path / "a") == 2
     assert "--clicktionary-keys" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
-    assert _cli("import-clickme", "--clicktionary", p, "--clicktionary-keys", "photo,clicks",
+    assert _cli("import-clickme", "--clicktionary", p, "--clicktionary-keys", "photo", "clicks",
                 "--category", "animal", "--out", tmp_path / "b") == 0
     assert read_build_manifest(tmp_path / "b" / "build_manifest.csv")[0].category == "animal"
 

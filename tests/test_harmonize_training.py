@@ -158,7 +158,7 @@ def test_cli_trains_resumes_and_registers_with_the_zoo(tmp_path, capsys):
     common = ["--model", "test_resnet", "--weights", "random", "--manifest", str(manifest),
               "--images", str(tmp_path / "plain"), "--input-size", "32", "--steps", "4",
               "--batch-size", "5", "--warmup-steps", "2", "--val-fraction", "0.34",
-              "--eval-every", "2", "--checkpoint-every", "2", "--workers", "0",
+              "--eval-every", "2", "--checkpoint-every", "2", "--loader-workers", "0",
               "--lambda-harmonization", "5"]
     full, split = tmp_path / "runs" / "full", tmp_path / "runs" / "split"
     assert _cli(*common, "--out", str(full)) == 0
@@ -259,7 +259,7 @@ def test_cli_reads_clickme_shards(tmp_path):
     out = tmp_path / "runs" / "cm"
     assert _cli("--model", "test_resnet", "--weights", "random", "--clickme", shard("t.tfrecords", 6),
                 "--clickme-val", shard("v.tfrecords", 3), "--input-size", "32", "--steps", "2",
-                "--batch-size", "3", "--warmup-steps", "1", "--eval-every", "2", "--workers", "0",
+                "--batch-size", "3", "--warmup-steps", "1", "--eval-every", "2", "--loader-workers", "0",
                 "--out", str(out)) == 0
     rows = [json.loads(r) for r in (out / hm.METRICS).read_text().splitlines()]
     assert [r["maps_in_batch"] for r in rows] == [3, 3]  # ClickMe only: every image has a map
@@ -280,7 +280,7 @@ def test_cli_refuses_bad_setups_with_one_line(tmp_path, capsys, extra, message):
     if "--map-fraction" in extra:
         extra += ["--images", str(tmp_path / "plain")]
     code = _cli("--model", "test_resnet", "--weights", "random", "--out", str(tmp_path / "o"),
-                "--steps", "1", "--batch-size", "4", "--input-size", "32", "--workers", "0", *extra)
+                "--steps", "1", "--batch-size", "4", "--input-size", "32", "--loader-workers", "0", *extra)
     assert code == 2 and message in capsys.readouterr().err
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.cli_types import float_in, int_at_least, int_in, int_list
+from suite.cli_types import float_in, int_at_least, int_in, list_item
 from suite.errors import InputError
 from suite.outputs import (
     MARK,
@@ -272,12 +272,15 @@ def test_float_in_closed_and_open_ends():
     _bad(closed, "half", "'half' is not a number")
 
 
-def test_int_list():
-    assert int_list(1)("1, 2,3") == [1, 2, 3]
-    assert int_list()("-1,2") == [-1, 2]
-    _bad(int_list(1), "0,4", "0 is too small")
-    _bad(int_list(1), " , ", "give one or more comma-separated numbers")
-    _bad(int_list(1), "2,x", "'x' is not a whole number")
+def test_list_item_refuses_a_comma_with_the_space_hint():
+    parse = list_item(int_at_least(2))
+    assert parse("4") == 4
+    _bad(parse, "4,8", r"'4,8': give several values separated by spaces, not commas \(4 8\)")
+    _bad(parse, "1", "1 is too small")
+    assert list_item()("resnet50") == "resnet50"
+    parser = argparse.ArgumentParser(prog="p")
+    parser.add_argument("--n", type=list_item(int_at_least(2)), nargs="+")
+    assert parser.parse_args(["--n", "4", "8"]).n == [4, 8]
 
 
 def test_types_give_one_argparse_error_line_naming_the_option(capsys):

@@ -182,7 +182,7 @@ def test_accuracy_csv_is_what_analysis_report_reads(tmp_path, lite0):
     images = _labelled(tmp_path)
     common = ["--model", "efficientnet_lite0_imagenet", "--images", images, "--device", "cpu"]
     assert _accuracy_cli(*common, "--out", tmp_path / "acc.json") == 0
-    assert _accuracy_cli(*common, "--out", tmp_path / "acc.csv", "--rule", "top1,mass") == 0
+    assert _accuracy_cli(*common, "--out", tmp_path / "acc.csv", "--rule", "top1", "mass") == 0
     figures = json.loads((tmp_path / "acc.json").read_text())["results"][0]
     table = read_model_accuracy(tmp_path / "acc.csv")
     # named as models observe names the trial rows of each rule, so the report can join them

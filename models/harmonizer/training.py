@@ -24,11 +24,13 @@ import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
 
+from models.cli_options import add_model_options
 from models.harmonizer.data import MappedImages, PlainImages, StepBatches, WithToken
 from models.harmonizer.loss import harmonizer_loss
 from models.saliency import input_gradients, max_abs_saliency
 from models.where import CLICKME_CEILING, spearman_rows
 from suite.atomic import atomic_write_bytes, atomic_write_text
+from suite.cli_types import int_at_least, list_item
 from suite.errors import InputError
 
 CHECKPOINT = "checkpoint.pt"
@@ -299,28 +301,41 @@ def fine_tune(model: nn.Module, mean, std, maps, plain, cfg: HarmonizeConfig, ou
 
 def add_arguments(parser) -> None:
     """Options of ``python -m models harmonize``."""
+    from stimuli.clickme_import import CLICKME_KEYS
+
     d = HarmonizeConfig()
     a = parser.add_argument
-    a("--model", required=True, help="zoo name or timm architecture")
-    a("--weights", default=None, help="'timm', a local .pth/.safetensors, or 'random'")
-    a("--out", required=True, type=Path, help="run folder (checkpoint, metrics, final model)")
+    clickme_keys = list(CLICKME_KEYS)
+    add_model_options(parser, several=False, device=False, batch_size_default=d.batch_size,
+                      batch_size_help=f"images per training step and process (default {d.batch_size})")
+    a("--out", required=True, type=Path,
+      help="output folder: the run (checkpoint, metrics, final model); continued with --resume")
     a("--manifest", type=Path, help="build manifest of images with maps (paradigm §4)")
-    a("--images-with-maps", nargs=2, metavar=("IMAGES", "MAPS"), type=Path,
+    a("--images-with-maps", nargs=2, metavar=("IMAGES", "MAPS"), type=list_item(Path),
       help="category folders of images and a folder of maps matched by file stem")
-    a("--clickme", nargs="+", type=Path, default=[], help="ClickMe TFRecord training shards")
-    a("--clickme-val", nargs="+", type=Path, default=[], help="ClickMe shards for evaluation")
-    a("--clickme-keys", default="image,heatmap,label", help="feature keys IMAGE,HEATMAP,LABEL")
+    a("--clickme", nargs="+", type=list_item(Path), default=[], metavar="SHARD",
+      help="ClickMe TFRecord training shards")
+    a("--clickme-val", nargs="+", type=list_item(Path), default=[], metavar="SHARD",
+      help="ClickMe shards for evaluation")
+    a("--clickme-keys", nargs=3, type=list_item(), default=clickme_keys,
+      metavar=("IMAGE", "HEATMAP", "LABEL"),
+      help=f"feature keys of the shards (default {' '.join(clickme_keys)})")
     a("--images", type=Path, help="folder of images without maps, one sub-folder per class")
     a("--labels", choices=("class_index", "category"), default="class_index",
       help="train on ImageNet class_index, or on animal/non-animal (a new 2-way head)")
     a("--val-fraction", type=float, default=0.05, help="mapped images held out when no --clickme-val")
     a("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     a("--stop-after", type=int, default=None, help="stop after this many steps (resume later)")
-    a("--input-size", type=int, default=None, help="training resolution (default: the model's)")
-    for f in ("steps", "batch_size", "map_fraction", "lr", "warmup_steps", "min_lr",
-              "lambda_harmonization", "lambda_weights", "label_smoothing", "seed", "eval_every",
-              "eval_images", "checkpoint_every", "alignment_ceiling", "workers"):
+    a("--input-size", type=int, default=None,
+      help="training resolution, px (default: the model's)")
+    for f in ("steps", "map_fraction", "lr", "warmup_steps", "min_lr",
+              "lambda_harmonization", "lambda_weights", "label_smoothing", "eval_every",
+              "eval_images", "checkpoint_every", "alignment_ceiling"):
         a("--" + f.replace("_", "-"), type=type(getattr(d, f)), default=getattr(d, f))
+    a("--seed", type=int_at_least(0), default=d.seed, help=f"random seed (default {d.seed})")
+    a("--loader-workers", dest="workers", type=int_at_least(0), default=d.workers,
+      help=f"data-loading processes besides the training one (default {d.workers}; "
+           "0: load in the training process)")
     a("--optimizer", choices=("sgd", "adamw"), default=d.optimizer)
     a("--amp", choices=("auto", "bf16", "fp16", "none"), default=d.amp)
 
@@ -340,10 +355,7 @@ def main(args) -> int:
         zm.module.reset_classifier(2)
     items = read_build_manifest(args.manifest) if args.manifest else \
         items_from_folders(*args.images_with_maps) if args.images_with_maps else []
-    parts = [k.strip() for k in args.clickme_keys.split(",")]
-    if len(parts) != 3 or not all(parts):
-        raise InputError(f"--clickme-keys {args.clickme_keys!r}: give three keys IMAGE,HEATMAP,LABEL")
-    keys = ClickMeKeys(*parts)
+    keys = ClickMeKeys(*args.clickme_keys)
     maps = val = None
     if items:
         g = np.random.default_rng(args.seed).permutation(len(items))
