@@ -132,6 +132,22 @@ def _timm_names() -> list[str]:
     return timm.list_models()
 
 
+def is_timm_name(name: str) -> bool:
+    """True for a timm architecture, bare (``resnet50``) or with a pretrained tag
+    (``resnet50.fb_swsl_ig1b_ft_in1k``: that tag's weights and preprocessing)."""
+    import timm
+
+    if name in _timm_names():
+        return True
+    arch, _, tag = name.partition(".")
+    if not tag or arch not in _timm_names():
+        return False
+    try:
+        return timm.models.get_pretrained_cfg(name) is not None
+    except RuntimeError:  # timm's "Invalid pretrained tag"
+        return False
+
+
 def _unknown(name: str) -> InputError:
     pool = list(_REGISTRY) + _timm_names()
     close = difflib.get_close_matches(name, pool, n=5, cutoff=0.6)
@@ -195,7 +211,7 @@ def create(name: str, weights: str | Path | None = None,
         module = entry.builder(weights)
         prep = entry.preprocessing
         source = str(weights) if weights is not None else entry.weights_needed
-    elif name in _timm_names():
+    elif is_timm_name(name):
         import timm
         from timm.data import resolve_data_config
 
