@@ -25,7 +25,7 @@ from experiment.lists import latin_square_levels
 from experiment.simulate import PsychometricObserver, simulate_observer
 from stimuli.config import DEFAULT_LEVELS, log_spaced_levels
 from suite.atomic import atomic_write_bytes, atomic_write_text
-from suite.cli_types import float_in, int_at_least, int_in, int_list
+from suite.cli_types import float_in, int_at_least, int_in, list_item
 from suite.errors import InputError
 from suite.outputs import building_folder, check_output_folder
 from suite.provenance import provenance
@@ -197,26 +197,29 @@ def _figure(points: list[PowerPoint], target: float, path: Path, title: str) -> 
 MAX_N = 10_000
 
 
-def _participant_counts(text: str) -> list[int]:
-    """--n: comma-separated participant counts, each in [2, MAX_N]."""
+def _participant_count(text: str) -> int:
+    """One value of --n: a participant count in [2, MAX_N]."""
     import argparse
 
-    values = int_list(2)(text)
-    if max(values) > MAX_N:
-        raise argparse.ArgumentTypeError(f"{max(values)} participants is too many (at most {MAX_N})")
-    return sorted(set(values))
+    value = int_at_least(2)(text)
+    if value > MAX_N:
+        raise argparse.ArgumentTypeError(f"{value} participants is too many (at most {MAX_N})")
+    return value
 
 
-_participant_counts.__name__ = "participant counts"
+_participant_count.__name__ = "participant count"
 
 
 def add_arguments(parser) -> None:
     d = PowerDesign()
-    parser.add_argument("--out", required=True, help="folder for power.csv, power.png, power.json")
+    parser.add_argument("--out", required=True,
+                        help="output folder for power.csv, power.png, power.json")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier power analysis in --out")
-    parser.add_argument("--n", type=_participant_counts, default="4,8,16,32,64",
-                        help="participant counts (comma-separated, each ≥ 2)")
+    parser.add_argument("--n", type=list_item(_participant_count), nargs="+",
+                        default=[4, 8, 16, 32, 64], metavar="N",
+                        help="participant counts, separated by spaces, each ≥ 2 "
+                             "(default 4 8 16 32 64)")
     parser.add_argument("--sims", type=int_in(1, 100_000), default=200,
                         help="simulated studies per count")
     parser.add_argument("--power", type=float_in(0, 1, low_open=True), default=0.8,
@@ -225,8 +228,9 @@ def add_arguments(parser) -> None:
                         default=d.alpha, help="two-sided level, in (0, 1)")
     parser.add_argument("--images", type=int_in(2, 1_000_000), default=d.n_images,
                         help="images in the set (at least one per level)")
-    parser.add_argument("--levels", type=int_in(2, 100), default=len(d.levels_percent),
-                        help="log-spaced levels from 1 to 100 %% (at least 2)")
+    parser.add_argument("--n-levels", type=int_in(2, 100), default=len(d.levels_percent),
+                        help="number of levels, log-spaced from 1 to 100 %% revealed (at least 2; "
+                             f"default {len(d.levels_percent)})")
     percent = float_in(0, 100, low_open=True)
     positive = float_in(0, 1e6, low_open=True)
     parser.add_argument("--human-threshold", type=percent, default=d.human_threshold,
@@ -240,21 +244,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model-b-threshold", type=percent, default=d.model_b_threshold)
     parser.add_argument("--model-slope", type=positive, default=d.model_slope)
     parser.add_argument("--normalization", default=d.normalization, choices=("chance", "minmax"))
-    parser.add_argument("--boot", type=int_in(MIN_BOOT, 100_000), default=d.n_boot,
-                        help=f"bootstrap resamples per study (at least {MIN_BOOT})")
-    parser.add_argument("--seed", type=int_at_least(0), default=0)
+    parser.add_argument("--n-boot", type=int_in(MIN_BOOT, 100_000), default=d.n_boot,
+                        help=f"bootstrap resamples per study (at least {MIN_BOOT}; default "
+                             f"{d.n_boot})")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
 
 
 def main(args) -> int:
-    n_values = args.n
+    n_values = sorted(set(args.n))
     out = check_output_folder(args.out, option="--out", overwrite=args.overwrite)
     design = PowerDesign(
-        levels_percent=log_spaced_levels(args.levels),
+        levels_percent=log_spaced_levels(args.n_levels),
         n_images=args.images, human_threshold=args.human_threshold,
         human_threshold_sd=args.human_threshold_sd, human_slope=args.human_slope,
         human_lapse=args.human_lapse, model_a_threshold=args.model_a_threshold,
         model_b_threshold=args.model_b_threshold, model_slope=args.model_slope,
-        normalization=args.normalization, alpha=args.alpha, n_boot=args.boot)
+        normalization=args.normalization, alpha=args.alpha, n_boot=args.n_boot)
     truth = expected_scores(design)
     points = power_analysis(design, n_values, args.sims, args.seed)
     # The same study with B identical to A: how often a difference is "found" that isn't

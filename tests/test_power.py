@@ -51,8 +51,8 @@ def test_design_rejects_too_few_images():
 def test_cli_writes_table_figure_and_provenance(tmp_path):
     out = tmp_path / "power"
     proc = subprocess.run(
-        [sys.executable, "-m", "analysis", "power", "--out", str(out), "--n", "6,60",
-         "--sims", "60", "--images", "110", "--boot", "100", "--model-b-threshold", "18"],
+        [sys.executable, "-m", "analysis", "power", "--out", str(out), "--n", "6", "60",
+         "--sims", "60", "--images", "110", "--n-boot", "100", "--model-b-threshold", "18"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     with open(out / "power.csv", newline="") as fh:
@@ -74,11 +74,12 @@ def _power_cli(*args, timeout=120):
 
 @pytest.mark.parametrize("option, value, message", [
     ("--power", "2", "out of range (must be in (0, 1])"),
-    ("--levels", "1", "1 is too small (must be ≥ 2)"),
-    ("--n", "0,4", "0 is too small (must be ≥ 2)"),
-    ("--n", "4,x", "'x' is not a whole number"),
+    ("--n-levels", "1", "1 is too small (must be ≥ 2)"),
+    ("--n", "0", "0 is too small (must be ≥ 2)"),
+    ("--n", "x", "'x' is not a whole number"),
+    ("--n", "4,8", "give several values separated by spaces, not commas"),
     ("--sims", "0", "0 is too small (must be ≥ 1)"),
-    ("--boot", "10", "10 is too small (must be ≥ 50)"),
+    ("--n-boot", "10", "10 is too small (must be ≥ 50)"),
     ("--alpha", "1", "out of range (must be in (0, 1))"),
     ("--human-lapse", "0.7", "out of range"),
 ])
