@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -108,20 +109,36 @@ def read_stimulus_set(stimulus_dir: str | Path) -> list[dict]:
     return rows
 
 
+def prefetched(n: int, batch_size: int,
+               load: Callable[[int, int], torch.Tensor]) -> Iterator[torch.Tensor]:
+    """``load(i, j)`` for consecutive batches of ``n`` items, the next prepared in a thread
+    while the caller runs the current one."""
+    starts = range(0, n, batch_size)
+
+    def fetch(i: int) -> torch.Tensor:
+        return load(i, min(i + batch_size, n))
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(fetch, starts[0]) if starts else None
+        for k in range(len(starts)):
+            batch = pending.result()
+            pending = pool.submit(fetch, starts[k + 1]) if k + 1 < len(starts) else None
+            yield batch
+
+
 def batched_inputs(paths: Sequence[Path], prep: Preprocessing, batch_size: int,
                    device: str | torch.device) -> Iterator[torch.Tensor]:
     """Model-ready batches of the images at ``paths``, decoding the next batch while one runs."""
-    starts = range(0, len(paths), batch_size)
+    return prefetched(len(paths), batch_size, lambda i, j: to_model_input(
+        [load_rgb(p) for p in paths[i:j]], prep, device))
 
-    def load(i: int) -> torch.Tensor:
-        return to_model_input([load_rgb(p) for p in paths[i:i + batch_size]], prep, device)
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(load, starts[0]) if starts else None
-        for k in range(len(starts)):
-            batch = pending.result()
-            pending = pool.submit(load, starts[k + 1]) if k + 1 < len(starts) else None
-            yield batch
+def array_batches(images: np.ndarray, prep: Preprocessing, batch_size: int,
+                  device: str | torch.device) -> Iterator[torch.Tensor]:
+    """Model-ready batches of (N, H, W, 3) uint8 ``images`` (e.g. a memory-mapped decoded set),
+    preparing the next batch while one runs; equal to ``batched_inputs`` on the same pixels."""
+    return prefetched(len(images), batch_size,
+                      lambda i, j: to_model_input(np.asarray(images[i:j]), prep, device))
 
 
 def model_logits(model: ZooModel, paths: Sequence[Path], batch_size: int | None = None,
@@ -136,15 +153,56 @@ def model_logits(model: ZooModel, paths: Sequence[Path], batch_size: int | None 
     prep = prep or whole_image(model.preprocessing)
     device = next(model.module.parameters()).device
     batch_size = batch_size or default_batch_size(device)
+    return _forward(model, batched_inputs(paths, prep, batch_size, device), len(paths),
+                    progress, precision)
+
+
+def array_logits(model: ZooModel, images: np.ndarray, batch_size: int | None = None,
+                 prep: Preprocessing | None = None, progress: bool = True,
+                 precision: str = "fp32") -> torch.Tensor:
+    """``model_logits`` of (N, H, W, 3) uint8 ``images`` already decoded (models.sweep's
+    memory-mapped set): the same transform on the same pixels, so the same logits."""
+    prep = prep or whole_image(model.preprocessing)
+    device = next(model.module.parameters()).device
+    batch_size = batch_size or default_batch_size(device)
+    return _forward(model, array_batches(images, prep, batch_size, device), len(images),
+                    progress, precision)
+
+
+def _forward(model: ZooModel, batches: Iterator[torch.Tensor], n: int, progress: bool,
+             precision: str) -> torch.Tensor:
+    device = next(model.module.parameters()).device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=check_precision(precision, device) == "bf16")
     out = []
-    with torch.inference_mode(), autocast, tqdm(total=len(paths), desc=model.name, unit="img",
+    with torch.inference_mode(), autocast, tqdm(total=n, desc=model.name, unit="img",
                                                 disable=not progress) as bar:
-        for x in batched_inputs(paths, prep, batch_size, device):
+        for x in batches:
             out.append(model.module(x).float().cpu())
             bar.update(len(x))
     return torch.cat(out)
+
+
+def trial_rows(model_name: str, logits: torch.Tensor, stimuli: Sequence[dict],
+               rules: Sequence[str], stamp: str) -> list[dict]:
+    """Trial rows of one model on a set: each rule applied to the same logits, in set order."""
+    rows = []
+    for r in rules:
+        d = decide(logits, r)
+        name = observer_name(model_name, r)
+        for i, s in enumerate(stimuli):
+            response = "animal" if bool(d.animal[i]) else "non-animal"
+            rows.append({
+                "observer_id": name, "observer_type": "model", "runner": "model",
+                "trial": i + 1, "practice": 0,
+                "stimulus_id": s["stimulus_id"], "image_id": s["image_id"],
+                "category": s["category"], "level_index": s["level_index"],
+                "level_percent": s["level_percent"], "response": response,
+                "correct": int(response == s["category"]), "timeout": 0,
+                "model_name": name, "p_animal": round(float(d.p_animal[i]), 6),
+                "top1_class": int(d.top1[i]), "timestamp_utc": stamp,
+            })
+    return rows
 
 
 def _rules(rule: str | Sequence[str]) -> list[str]:
@@ -171,22 +229,7 @@ def observe(models: Sequence[str | ZooModel] | str | ZooModel, stimulus_dir: str
     for m in models:
         model = m if isinstance(m, ZooModel) else create(m, weights=weights, device=device)
         logits = model_logits(model, paths, batch_size, progress=progress, precision=precision)
-        stamp = utc_now()
-        for r in rules:
-            d = decide(logits, r)
-            name = observer_name(model.name, r)
-            for i, s in enumerate(stimuli):
-                response = "animal" if bool(d.animal[i]) else "non-animal"
-                rows.append({
-                    "observer_id": name, "observer_type": "model", "runner": "model",
-                    "trial": i + 1, "practice": 0,
-                    "stimulus_id": s["stimulus_id"], "image_id": s["image_id"],
-                    "category": s["category"], "level_index": s["level_index"],
-                    "level_percent": s["level_percent"], "response": response,
-                    "correct": int(response == s["category"]), "timeout": 0,
-                    "model_name": name, "p_animal": round(float(d.p_animal[i]), 6),
-                    "top1_class": int(d.top1[i]), "timestamp_utc": stamp,
-                })
+        rows += trial_rows(model.name, logits, stimuli, rules, utc_now())
     return rows
 
 
