@@ -36,8 +36,10 @@ $(KERAS_VENV)/.installed: requirements-keras.txt
 demo: setup
 	$(PY) -m analysis pipeline --config configs/demo.toml --overwrite
 
+# ruff for the Python, ESLint (eslint.config.js; package-lock.json pins it) for the pages' code
 lint: setup
 	$(PY) -m ruff check .
+	node_modules/.bin/eslint
 
 test: setup keras-env lint
 	$(PY) -m pytest

@@ -14,8 +14,10 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from experiment.online.clickme_build import build_game
+from experiment.online.build import read_page_module
+from experiment.online.clickme_build import PAGE_CONFIG, build_game
 from experiment.online.clickme_export import export_clicks
+from experiment.online.clickme_rules import QUERY_FIELDS, ROUND_FIELDS
 from experiment.online.serve import create_site_app
 from stimuli.click_maps import read_clicks
 from tests.support.data import IMAGENET_SAMPLE as SAMPLE
@@ -142,13 +144,22 @@ def check_rounds(db: Path, out: Path, n: int) -> list:
 def test_three_images_painted_answered_and_stored(site, browser, tmp_path):
     db = tmp_path / "game.sqlite"
     app = create_site_app(site, db, ADMIN)
+    posted = []
     with serve_in_thread(app) as url:
         page = browser.new_page()
+        page.on("request", lambda r: posted.append(r.post_data_json)
+                if r.method == "POST" and r.url.endswith("/api/rounds") else None)
         page.goto(url + "?PROLIFIC_PID=P1&STUDY_ID=S&SESSION_ID=G1")
         assert drive(page) == "done"
         assert page.text_content("#cm-code") == "CLICK42"
         queries = page.evaluate("window.cmGame.queries")
         page.close()
+    # the page posts exactly the fields clickme_rules.py accepts (from game-config.js)
+    assert sorted(b["position"] for b in posted) == [0, 1, 2]
+    assert all(set(b) == ROUND_FIELDS for b in posted)
+    assert all(set(q) == QUERY_FIELDS for b in posted for q in b["queries"])
+    assert read_page_module(site / "public" / PAGE_CONFIG) == {
+        "round_fields": sorted(ROUND_FIELDS), "query_fields": sorted(QUERY_FIELDS)}
     rounds = check_rounds(db, tmp_path / "clicks.csv", 3)
     assert {r.player_id for r in rounds} == {"P1"}
     assert {r.image_id for r in rounds} == {"n01491361", "n01616318", "n03720891"}

@@ -18,6 +18,7 @@ from experiment.online.build import build_site
 from experiment.online.config import StudyConfig
 from experiment.online.export import export_trials
 from experiment.online.server import create_app
+from experiment.online.validation import TRIAL_FIELDS
 from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS, read_rows
 from tests.support.local_server import free_port, serve_in_thread
 from tests.support.sample_study import make_lists, make_stimulus_set
@@ -160,8 +161,11 @@ def list_trials(site: Path, list_id: str) -> list[dict]:
 
 def test_full_session_stores_each_press(site, browser, tmp_path):
     db = tmp_path / "study.sqlite"
+    posted = []
     with serve_in_thread(create_app(site, db, ADMIN)) as url:
         page = browser.new_page()
+        page.on("request", lambda r: posted.append(r.post_data_json)
+                if r.method == "POST" and r.url.endswith("/api/trials") else None)
         page.goto(url + "?PROLIFIC_PID=pp001&STUDY_ID=st1&SESSION_ID=se1")
         presses: dict = {}
         assert drive(page, presses) == "done"
@@ -171,6 +175,9 @@ def test_full_session_stores_each_press(site, browser, tmp_path):
     rows = check_rows(db, tmp_path, presses, list_trials(site, "L0"))
     assert {(r["observer_id"], r["session_id"], r["list_id"]) for r in rows} == {
         ("pp001", "se1", "L0")}
+    # the page posts exactly the fields validation.py accepts (from study-config.js), each once
+    assert sorted(b["seq"] for b in posted) == sorted(presses)
+    assert all(set(b) == TRIAL_FIELDS for b in posted)
 
 
 def test_reload_mid_session_resumes(site, browser, tmp_path):
@@ -344,7 +351,8 @@ def test_image_error_shows_the_url_as_text(site, browser):
 <script src="vendor/jspsych.js"></script><script src="plugin-rapid-categorization.js"></script>
 <script>initJsPsych({display_element: "t"}).run([{type: jsPsychRapidCategorization,
   stimulus: "stimuli/none.png?<img src=x onerror=window.pwned=1>", refresh_hz: 60,
-  fixation_frames: 66, stimulus_frames: 24, choices: {f: "animal", j: "non-animal"}}]);
+  fixation_frames: 66, stimulus_frames: 24, window_ms: 550, feedback_frames: 60,
+  choices: {f: "animal", j: "non-animal"}}]);
 </script>"""
     with serve_in_thread(create_app(site, site.parent / "h.sqlite", ADMIN)) as url:
         page = browser.new_page()

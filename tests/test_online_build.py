@@ -15,7 +15,9 @@ import pytest
 from PIL import Image
 
 from experiment.__main__ import COMMANDS
-from experiment.online.build import build_site, load_lists
+from experiment.online.build import PAGE_CONFIG, build_site, load_lists, read_page_module
+from experiment.online.config import Timing
+from experiment.online.validation import OPTIONAL_FIELDS, TRIAL_FIELDS
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows, write_table
 from suite.command_line import dispatch
 from suite.errors import InputError
@@ -263,3 +265,34 @@ def test_serve_hint_is_shell_quoted(study, tmp_path, capsys):
     hint = capsys.readouterr().out.split("serve it with: ", 1)[1].strip()
     assert shlex.split(hint) == ["python", "-m", "experiment", "serve", str(out),
                                  "--db", "study.sqlite"]
+
+
+# ---- issue 13: the page's code by concern, its limits and fields from the Python side
+
+def test_page_modules_and_their_config_come_from_the_python_side(study, tmp_path):
+    lists, stimuli = study
+    out = tmp_path / "site"
+    assert _build_cli(lists, stimuli, out, "--too-slow-ms", "750") == 0
+    public = out / "public"
+    page = (public / "index.html").read_text()
+    assert '<script type="module" src="experiment.js"></script>' in page
+    # every module the page imports is in the site, the generated one included
+    imported = set()
+    for name in ("experiment.js", "timeline.js", "checks.js", "delivery.js", "page.js"):
+        imported |= set(re.findall(r'from "\./([\w.-]+\.js)"', (public / name).read_text()))
+    assert imported == {"checks.js", "delivery.js", "page.js", "timeline.js", PAGE_CONFIG}
+    assert all((public / name).is_file() for name in imported)
+    config = read_page_module(public / PAGE_CONFIG)
+    # the fields the page posts are those the server accepts
+    assert config["trial_fields"] == sorted(TRIAL_FIELDS)
+    assert config["optional_trial_fields"] == sorted(OPTIONAL_FIELDS)
+    # the limits are the study's own Timing (as study.json has it), with its response window
+    timing = json.loads((out / "study.json").read_text())["timing"]
+    assert timing["too_slow_ms"] == 750.0
+    assert config["timing"] == {**timing, "window_ms": Timing().window_ms}
+    assert config["timing"]["window_ms"] == 550.0
+    # the page writes none of these numbers itself
+    source = "".join((public / n).read_text() for n in ("experiment.js", "timeline.js",
+                                                         "checks.js"))
+    for literal in ("1100", "1600", "550", "256", "48", "250", "0.4"):
+        assert not re.search(rf"(?<![\w.]){re.escape(literal)}(?![\w.])", source), literal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import json
@@ -14,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from experiment.online.config import SAFE_ID, StudyConfig, Timing, parse_keys
+from experiment.online.validation import OPTIONAL_FIELDS, TRIAL_FIELDS
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows
 from stimuli.schema import CATEGORIES
 from suite.atomic import atomic_write_text
@@ -32,8 +34,11 @@ VENDOR_FILES = {
     "@jspsych/plugin-html-keyboard-response/dist/index.browser.min.js":
         "plugin-html-keyboard-response.js",
 }
-OUR_FILES = ("index.html", "experiment.css", "experiment.js", "plugin-rapid-categorization.js",
-             "site-title.js")
+# the page's code by concern (docs/online.md "Page code"); delivery.js also goes into ClickMe
+OUR_FILES = ("index.html", "experiment.css", "experiment.js", "page.js", "checks.js",
+             "timeline.js", "delivery.js", "plugin-rapid-categorization.js", "site-title.js")
+# written by the build: the limits and the posted trial's fields, from config.py/validation.py
+PAGE_CONFIG = "study-config.js"
 MAX_TITLE = 120
 
 
@@ -176,6 +181,9 @@ def build_site(lists_paths: Sequence[str | Path], stimuli: str | Path, out: str 
             shutil.copyfile(WEB_DIR / name, public / name)
         atomic_write_text(public / "index.html",
                           titled_page((WEB_DIR / "index.html").read_text(), config.title))
+        atomic_write_text(public / PAGE_CONFIG, page_module(
+            page_config(config), "experiment/online/config.py (Timing) and "
+            "experiment/online/validation.py (TRIAL_FIELDS)"))
         used = sorted({(t["file"], t.pop("src")) for trials in lists.values() for t in trials})
         for site_file, src in used:
             dest = public / site_file
@@ -190,6 +198,29 @@ def build_site(lists_paths: Sequence[str | Path], stimuli: str | Path, out: str 
             lists=[str(p) for p in lists_paths], stimuli=str(stimuli), n_stimuli=len(used),
             study=config.to_json()), indent=2, default=str))
     return out
+
+
+def page_config(config: StudyConfig) -> dict:
+    """What the study page enforces and posts, from the Python side (one source): the
+    study's timing and limits (Timing, with the response window it implies) and the fields
+    of a posted trial as validation.py accepts them."""
+    timing = dataclasses.asdict(config.timing)
+    timing["window_ms"] = config.timing.window_ms
+    return {"timing": timing, "trial_fields": sorted(TRIAL_FIELDS),
+            "optional_trial_fields": sorted(OPTIONAL_FIELDS)}
+
+
+def page_module(data: dict, source: str) -> str:
+    """An ES module whose default export is ``data`` (JSON is valid JavaScript)."""
+    return (f"// Written by the site build from {source}; do not edit.\n"
+            f"export default Object.freeze({json.dumps(data, indent=1, sort_keys=True)});\n")
+
+
+def read_page_module(path: Path) -> dict:
+    """The data of a module page_module wrote (for checks and tests)."""
+    text = path.read_text()
+    start, end = text.index("Object.freeze(") + len("Object.freeze("), text.rindex(");")
+    return json.loads(text[start:end])
 
 
 def titled_page(page: str, title: str) -> str:

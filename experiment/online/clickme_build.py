@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from experiment.online.build import check_title
-from experiment.online.clickme_rules import GameConfig
+from experiment.online.build import WEB_DIR as STUDY_WEB_DIR
+from experiment.online.build import check_title, page_module
+from experiment.online.clickme_rules import QUERY_FIELDS, ROUND_FIELDS, GameConfig
 from experiment.online.clickme_server import GAME_FILE
 from experiment.online.config import SAFE_ID
 from stimuli.click_maps import frame_image, read_image_list
@@ -32,6 +33,10 @@ from suite.provenance import provenance
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEB_DIR = Path(__file__).resolve().parent / "clickme_web"
 OUR_FILES = ("index.html", "clickme.css", "clickme.js", "partner.js")
+# the delivery queue is the study page's (one file for both pages)
+SHARED_FILES = ("delivery.js",)
+# written by the build: the posted round's fields, from clickme_rules.py
+PAGE_CONFIG = "game-config.js"
 # onnxruntime-web's WebAssembly build (package-lock.json pins it): the script, its loader, the wasm
 ORT_FILES = {
     "onnxruntime-web/dist/ort.wasm.min.js": "ort.wasm.min.js",
@@ -101,6 +106,11 @@ def build_game(images: Path, out: Path, partner: Path, seconds: float = 7.0, bub
             shutil.copyfile(nm / src, public / "vendor" / "ort" / name)
         for name in OUR_FILES:
             shutil.copyfile(WEB_DIR / name, public / name)
+        for name in SHARED_FILES:
+            shutil.copyfile(STUDY_WEB_DIR / name, public / name)
+        atomic_write_text(public / PAGE_CONFIG, page_module(
+            {"round_fields": sorted(ROUND_FIELDS), "query_fields": sorted(QUERY_FIELDS)},
+            "experiment/online/clickme_rules.py (ROUND_FIELDS, QUERY_FIELDS)"))
         shutil.copyfile(partner, public / "partner.onnx")
         for k, e in enumerate(entries):
             url = "practice.png" if e.image_id == practice_id else f"images/{k:05d}.png"

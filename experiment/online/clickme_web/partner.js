@@ -8,8 +8,8 @@
   const FRAME = 256;
 
   // (256·256·3) uint8 RGB: the image's pixels under the first n bubbles, grey elsewhere.
-  // A bubble of side b at (x, y) covers columns floor(x) − floor(b/2) … floor(x) + b − floor(b/2) − 1
-  // (7 left, 6 right for 14 px), rows alike, clipped at the frame.
+  // A bubble of side b at (x, y) covers columns floor(x) − floor(b/2) …
+  // floor(x) + b − floor(b/2) − 1 (7 left, 6 right for 14 px), rows alike, clipped at the frame.
   function revealed(rgba, path, n, bubble, grey) {
     const out = new Uint8Array(FRAME * FRAME * 3).fill(grey);
     const before = Math.floor(bubble / 2);

@@ -8,6 +8,7 @@
  * FROZEN_MS) before its response window closed is cut short and marked interrupted = 1: the
  * server accepts it whatever its durations and the analysis drops it. The participant sees a
  * pause screen and goes on with the space bar, so switching tabs never blocks the study. */
+/* exported jsPsychRapidCategorization */
 var jsPsychRapidCategorization = (function (jspsych) {
   "use strict";
 
@@ -26,12 +27,12 @@ var jsPsychRapidCategorization = (function (jspsych) {
       fixation_frames: { type: P.INT, default: undefined },
       /** Image length in frames: round(0.400 × refresh). */
       stimulus_frames: { type: P.INT, default: undefined },
-      /** Response window from image onset, ms (paradigm §1: 550). */
-      window_ms: { type: P.FLOAT, default: 550 },
+      /** Response window from image onset, ms (the study's Timing.window_ms). */
+      window_ms: { type: P.FLOAT, default: undefined },
       /** Map of key -> response label, e.g. {f: "animal", j: "non-animal"}. */
       choices: { type: P.OBJECT, default: undefined },
-      /** "Too slow" feedback length in frames. */
-      feedback_frames: { type: P.INT, default: 60 },
+      /** "Too slow" feedback length in frames (the study's Timing.too_slow_ms). */
+      feedback_frames: { type: P.INT, default: undefined },
       feedback_html: { type: P.HTML_STRING, default: "Too slow!" },
     },
     data: {
@@ -96,7 +97,8 @@ var jsPsychRapidCategorization = (function (jspsych) {
           earlyKeys += 1;
           return;
         }
-        if (response !== null || t.onset === null || phase === "feedback" || phase === "done") return;
+        if (response !== null || t.onset === null || phase === "feedback" ||
+            phase === "done") return;
         // event.timeStamp shares performance.now()'s clock and marks when the key went down
         const rt = e.timeStamp - t.onset;
         if (rt > trial.window_ms) {
