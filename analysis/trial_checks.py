@@ -21,8 +21,10 @@ import pandas as pd
 
 from suite.errors import InputError
 
-#: What makes a trial row one trial: the same observer, session, stimulus and trial number.
-TRIAL_KEY = ["observer_type", "observer_id", "model_name", "session_id", "stimulus_id", "trial"]
+#: What makes a trial row one trial: the same observer, session, stimulus and trial number
+#: (and practice round, when practice was repeated until a criterion: optional column).
+TRIAL_KEY = ["observer_type", "observer_id", "model_name", "session_id", "stimulus_id", "trial",
+             "practice_round"]
 
 
 def _csvs(path: Path) -> list[Path]:

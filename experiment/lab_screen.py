@@ -48,6 +48,36 @@ def check_display(screen: int) -> int:
     return len(screens)
 
 
+def screen_pixels(screen: int) -> tuple[int, int]:
+    """Width and height in pixels of display screen ``screen`` (call ``check_display`` first)."""
+    import pyglet
+
+    canvas = getattr(pyglet, "canvas", None) or pyglet.display
+    found = canvas.get_display().get_screens()[screen]
+    return int(found.width), int(found.height)
+
+
+def aligned_centre(window_px: tuple[int, int], image_px: tuple[int, int]) -> tuple[float, float]:
+    """Centre (PsychoPy ``pix`` units, origin mid-window, y up) that puts an image's edges on
+    whole pixels, so each image pixel covers exactly one screen pixel."""
+    (ww, wh), (iw, ih) = window_px, image_px
+    left, top = (ww - iw) // 2, (wh - ih) // 2
+    return left + iw / 2 - ww / 2, wh / 2 - (top + ih / 2)
+
+
+def scaled_image(path: str, width_px: int | None):
+    """The image at ``path`` as RGB, resized to ``width_px`` wide (height in proportion,
+    rounded half up) with Pillow's Lanczos filter; its own size when ``width_px`` is None."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    if width_px is not None and width_px != im.size[0]:
+        height = int(np.floor(im.size[1] * width_px / im.size[0] + 0.5))
+        im = im.resize((width_px, height), Image.Resampling.LANCZOS)
+    return im
+
+
 def _pyglet_import_guard() -> None:
     # PsychoPy's ptb keyboard needs the psychtoolbox binary; import it first so a missing
     # libjack or libusb surfaces as a clear error instead of a silent event-module fallback.
@@ -59,17 +89,19 @@ def _pyglet_import_guard() -> None:
 
 
 class LabScreen:
-    """A full-screen white PsychoPy window with a psychtoolbox keyboard and optional frame pacing."""
+    """A full-screen PsychoPy window (white unless told) with a psychtoolbox keyboard and
+    optional frame pacing; images drawn one image pixel per screen pixel."""
 
     def __init__(self, fullscr: bool, size: tuple[int, int], screen: int, pace_hz: float | None,
-                 allow_keyboard_fallback: bool):
+                 allow_keyboard_fallback: bool, background: tuple[int, int, int] = (255, 255, 255),
+                 text_rgb: tuple[int, int, int] = (0, 0, 0)):
         _pyglet_import_guard()
         from psychopy import logging, visual
         from psychopy.hardware import keyboard
 
         logging.console.setLevel(logging.ERROR)  # dropped frames are counted per trial instead
-        self.win = visual.Window(size=size, fullscr=fullscr, screen=screen, color="white",
-                                 units="pix", allowGUI=False, winType="pyglet",
+        self.win = visual.Window(size=size, fullscr=fullscr, screen=screen, color=background,
+                                 colorSpace="rgb255", units="pix", allowGUI=False, winType="pyglet",
                                  title="decision-curves lab", checkTiming=False)
         self.win.mouseVisible = False
         self.kb = keyboard.Keyboard()
@@ -84,12 +116,29 @@ class LabScreen:
 
         self._gl_finish = glFinish
         self._deadline = None
-        self.fixation = visual.TextStim(self.win, text="+", color="black", height=40)
-        self.text = visual.TextStim(self.win, text="", color="black", height=26, wrapWidth=900)
+        ink = {"color": text_rgb, "colorSpace": "rgb255"}
+        self.fixation = visual.TextStim(self.win, text="+", height=40, **ink)
+        self.text = visual.TextStim(self.win, text="", height=26, wrapWidth=900, **ink)
         # Feedback texts are laid out once here, so showing them never costs a frame.
-        self.feedback = {t: visual.TextStim(self.win, text=t, color="black", height=32)
+        self.feedback = {t: visual.TextStim(self.win, text=t, height=32, **ink)
                          for t in ("too slow", "correct", "wrong")}
-        self.image = visual.ImageStim(self.win, units="pix")
+        # No interpolation: the texture is drawn at its own pixel size on whole pixels, so the
+        # GPU copies pixels; any resizing was done once, on the CPU, by ``preload``.
+        self.image = visual.ImageStim(self.win, units="pix", interpolate=False)
+        #: Width in px images are drawn at (set from --stimulus-deg); None: their own size.
+        self.stimulus_px: int | None = None
+
+    def preload(self, image_path: str) -> tuple[int, int]:
+        """Read, resize (once, Lanczos) and upload the next trial's image before its fixation,
+        so no frame of the trial pays for it; returns the size it will be drawn at (px)."""
+        im = scaled_image(image_path, self.stimulus_px)
+        self.image.image = im
+        self.image.size = im.size
+        self.image.pos = aligned_centre(tuple(int(v) for v in self.win.size), im.size)
+        # Draw once into the back buffer and clear it, so the texture upload is not paid at onset.
+        self.image.draw()
+        self.win.clearBuffer()
+        return im.size
 
     def flip(self) -> float:
         """Flip; with pacing, first wait for the next emulated vertical blank (virtual displays)."""
@@ -167,10 +216,7 @@ def run_trial(screen: LabScreen, image_path: str, category: str, practice: bool,
     n_fix = max(1, timing.frames(fixation_ms, hz))
     n_stim = timing.frames(timing.stimulus_ms, hz)
     n_window = timing.frames(timing.window_ms, hz)
-    screen.image.image = image_path
-    # Draw once into the back buffer and clear it, so the texture upload is not paid at onset.
-    screen.image.draw()
-    win.clearBuffer()
+    screen.preload(image_path)
     for _ in range(n_fix):
         screen.fixation.draw()
         screen.flip()

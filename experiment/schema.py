@@ -27,9 +27,16 @@ TRIAL_COLUMNS = (
     "top1_class", "timestamp_utc",
 )
 
-# Optional columns (paradigm §4: added later, empty where not known). interrupted = 1: the web
-# page was hidden (or frozen) during the trial, so its timing is void; the analysis drops it.
-OPTIONAL_TRIAL_COLUMNS = ("interrupted",)
+# Optional columns (paradigm §4: added later, empty where not known):
+# - interrupted = 1: the web page was hidden (or frozen) during the trial, so its timing is
+#   void; the analysis drops it.
+# - stimulus_deg: the image's width in degrees of visual angle as shown (its whole pixels at
+#   the calibrated px/cm and viewing distance, experiment.visual_angle); empty when unknown.
+# - practice_round: 1, 2, ... for practice trials (practice repeated until an accuracy
+#   criterion), empty for test trials; a practice trial is identified by it with its trial.
+OPTIONAL_TRIAL_COLUMNS = ("interrupted", "stimulus_deg", "practice_round")
+# What the lab runner writes: the trial table and the optional columns that apply in the lab.
+LAB_TRIAL_COLUMNS = TRIAL_COLUMNS + ("stimulus_deg", "practice_round")
 
 OBSERVER_TYPES = ("human", "simulated", "model")
 RUNNERS = ("lab", "web", "simulation", "model")
@@ -77,11 +84,13 @@ def read_rows(path: str | os.PathLike, required: Iterable[str] = TRIAL_COLUMNS,
 class TrialWriter(tables.AppendTable):
     """Append trial rows, each fsynced as written, checked against the trial vocabulary.
 
-    Rows with other ``columns`` (a session's extra table) are written unchecked.
+    Rows of the trial table (its columns, then any optional ones) are checked; rows with
+    other ``columns`` (a session's extra table) are written unchecked.
     """
 
     def __init__(self, path: str | os.PathLike, columns: Iterable[str] = TRIAL_COLUMNS,
                  validate: bool = True):
         columns = tuple(columns)
-        check = validate_trial_row if validate and columns == TRIAL_COLUMNS else None
+        trial_table = columns[:len(TRIAL_COLUMNS)] == TRIAL_COLUMNS
+        check = validate_trial_row if validate and trial_table else None
         super().__init__(path, columns, check)

@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS rejected_trials (
 );
 """
 # columns added after the first release, with their DDL: an older database gains them at open
-_ADDED_COLUMNS = {("sessions", "nonce_hash"): "TEXT", ("trials", "interrupted"): "TEXT"}
+_ADDED_COLUMNS = {("sessions", "nonce_hash"): "TEXT", ("trials", "interrupted"): "TEXT",
+                  ("trials", "stimulus_deg"): "TEXT", ("trials", "practice_round"): "TEXT"}
 # a page that keeps sending bad trials cannot fill the disk: this many kept per session
 MAX_REJECTED_PER_SESSION = 1000
 REJECTED_COLUMNS = ("observer_id", "session_id", "list_id", "seq", "status", "error",
