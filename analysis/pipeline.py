@@ -13,12 +13,14 @@ import json
 import shutil
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, Field, ValidationError
 
 from suite.atomic import atomic_write_text
+from suite.config_schema import STRICT, TextList, problem
 from suite.errors import InputError
 from suite.provenance import provenance
 
@@ -26,54 +28,69 @@ DEFAULT_MODELS = ("efficientnet_lite0_imagenet", "efficientnet_lite1_imagenet",
                   "efficientnet_lite2_imagenet")
 
 
-@dataclass(frozen=True)
-class StimuliSection:
+class _Section(BaseModel):
+    model_config = STRICT
+
+
+class StimuliSection(_Section):
     source: str = "demo"           # "demo", a build-manifest CSV, or an existing set folder
     order: str = "pgrow"
-    budget: int = 16384
-    levels: int = 11               # log-spaced from 1 to 100 %
+    budget: int = Field(16384, ge=1)
+    levels: int = Field(11, ge=2)  # how many, log-spaced from 1 to 100 %
     full: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
-@dataclass(frozen=True)
-class ListsSection:
-    blocks: int = 5
-    seed: int = 0
+class ListsSection(_Section):
+    blocks: int = Field(5, ge=1)
+    seed: int = Field(0, ge=0)
     practice_stimuli: str = ""     # a stimulus set of other images for practice trials
 
 
-@dataclass(frozen=True)
-class SimulatedSection:
-    n: int = 0                     # simulated participants (0: none)
+class SimulatedSection(_Section):
+    n: int = Field(0, ge=0)        # simulated participants (0: none)
     threshold: float = 10.0        # population median, % revealed
     threshold_sd: float = 0.15     # between-participant sd of log10 threshold
     slope: float = 3.0
     lapse: float = 0.04
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
-@dataclass(frozen=True)
-class HumansSection:
-    sessions: tuple[str, ...] = () # trial tables (globs) from the lab runner or online export
+class HumansSection(_Section):
+    sessions: TextList = ()        # trial tables (globs) from the lab runner or online export
 
 
-@dataclass(frozen=True)
-class ModelsSection:
-    names: tuple[str, ...] = DEFAULT_MODELS
+class ModelsSection(_Section):
+    names: TextList = DEFAULT_MODELS
     rule: str = "top1"
-    batch_size: int = 0            # 0: the models package's default (8 on the CPU, 64 on a GPU)
+    batch_size: int = Field(0, ge=0)  # 0: the models package's default (8 on the CPU, 64 on a GPU)
     precision: str = "fp32"        # or "bf16" (faster on AMX CPUs and GPUs; may flip near ties)
     device: str = "cpu"
     accuracy_images: str = ""      # labelled images (manifest with file, class_index) for top-1
     accuracy_required: bool = False
 
 
-@dataclass(frozen=True)
-class ReportSection:
-    n_boot: int = 1000
+class ReportSection(_Section):
+    n_boot: int = Field(1000, ge=1)
     normalization: str = "chance"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
+
+
+class StudySection(_Section):
+    out: str                       # the study folder, relative to the config file
+    name: str = ""                 # default: the config file's name
+
+
+class StudyFile(_Section):
+    """The study TOML as written: [study] and the step sections, each optional but [study]."""
+
+    study: StudySection
+    stimuli: StimuliSection = StimuliSection()
+    lists: ListsSection = ListsSection()
+    simulated_humans: SimulatedSection = SimulatedSection()
+    humans: HumansSection = HumansSection()
+    models: ModelsSection = ModelsSection()
+    report: ReportSection = ReportSection()
 
 
 @dataclass(frozen=True)
@@ -81,64 +98,44 @@ class StudyConfig:
     name: str
     out: Path
     base: Path
-    stimuli: StimuliSection = field(default_factory=StimuliSection)
-    lists: ListsSection = field(default_factory=ListsSection)
-    simulated: SimulatedSection = field(default_factory=SimulatedSection)
-    humans: HumansSection = field(default_factory=HumansSection)
-    models: ModelsSection = field(default_factory=ModelsSection)
-    report: ReportSection = field(default_factory=ReportSection)
+    stimuli: StimuliSection = StimuliSection()
+    lists: ListsSection = ListsSection()
+    simulated: SimulatedSection = SimulatedSection()
+    humans: HumansSection = HumansSection()
+    models: ModelsSection = ModelsSection()
+    report: ReportSection = ReportSection()
 
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else (self.base / p).resolve()
 
-
-def _type_error(where: str, key: str, wanted: str, val) -> InputError:
-    return InputError(f"{where}: {key} must be {wanted}, got {val!r} "
-                      f"({_TOML_TYPE.get(type(val), type(val).__name__)})")
-
-
-_TOML_TYPE = {bool: "true/false", int: "a whole number", float: "a number", str: "text",
-              list: "a list", dict: "a table"}
+    def record(self) -> dict:
+        """Plain data for pipeline.json: paths as text, each section as a table."""
+        return {f.name: (str(v) if isinstance(v, Path) else
+                         v.model_dump() if isinstance(v, BaseModel) else v)
+                for f in fields(self) for v in (getattr(self, f.name),)}
 
 
-def _check_value(where: str, key: str, default, val):
-    """``val`` converted to the type of ``default``; bool is not a number, lists are checked
-    element by element; anything else is one InputError naming the key and file."""
-    if isinstance(default, bool):
-        if not isinstance(val, bool):
-            raise _type_error(where, key, "true or false", val)
-    elif isinstance(default, int):
-        if isinstance(val, bool) or not isinstance(val, int):
-            raise _type_error(where, key, "a whole number", val)
-    elif isinstance(default, float):
-        if isinstance(val, bool) or not isinstance(val, int | float):
-            raise _type_error(where, key, "a number", val)
-        val = float(val)
-    elif isinstance(default, str):
-        if not isinstance(val, str):
-            raise _type_error(where, key, "text in quotes", val)
-    elif isinstance(default, tuple):
-        if not isinstance(val, list):
-            raise _type_error(where, key, "a list of text, e.g. [\"a\", \"b\"]", val)
-        bad = [v for v in val if not isinstance(v, str)]
-        if bad:
-            raise InputError(f"{where}: {key} must be a list of text in quotes; element "
-                             f"{bad[0]!r} is not text")
-        val = tuple(val)
-    return val
-
-
-def _section(cls, table, where: str):
-    if not isinstance(table, dict):
-        raise InputError(f"{where}: must be a [section] table, got {table!r}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise InputError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    values = {key: _check_value(where, key, known[key].default, val)
-              for key, val in table.items()}
-    return cls(**values)
+def _config_error(path: Path, err: ValidationError) -> InputError:
+    """The first problem of a study TOML as one line naming the file, section and key."""
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    if first["type"] == "extra_forbidden" and len(loc) == 1:
+        unknown = sorted(str(e["loc"][0]) for e in err.errors()
+                         if e["type"] == "extra_forbidden" and len(e["loc"]) == 1)
+        return InputError(f"{path}: unknown section(s) {unknown}; known: "
+                          f"{', '.join(StudyFile.model_fields)}")
+    if loc in (("study",), ("study", "out")) and first["type"] == "missing":
+        return InputError(f"{path}: [study] needs out = \"FOLDER\" for the results")
+    section = loc[:1]
+    where = f"{path.name} [{loc[0]}]"
+    if first["type"] == "model_type" and len(loc) == 1:
+        return InputError(f"{where}: must be a [{loc[0]}] table, got {first['input']!r}")
+    line = problem(err, where, section)
+    if first["type"] == "extra_forbidden":
+        model = StudyFile.model_fields[loc[0]].annotation
+        line += f"; known: {sorted(model.model_fields)}"
+    return InputError(line)
 
 
 def load_config(path: str | Path) -> StudyConfig:
@@ -150,32 +147,17 @@ def load_config(path: str | Path) -> StudyConfig:
         raise InputError(f"{path}: cannot read the study config ({err.strerror})") from None
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"{path}: not valid TOML ({err})") from None
-    sections = {"stimuli": StimuliSection, "lists": ListsSection, "simulated_humans":
-                SimulatedSection, "humans": HumansSection, "models": ModelsSection,
-                "report": ReportSection}
-    unknown = sorted(set(data) - set(sections) - {"study"})
-    if unknown:
-        raise InputError(f"{path}: unknown section(s) {unknown}; known: study, {', '.join(sections)}")
-    study = data.get("study", {})
-    where = f"{path.name} [study]"
-    if not isinstance(study, dict):
-        raise InputError(f"{where}: must be a [study] table")
-    unknown = sorted(set(study) - {"name", "out"})
-    if unknown:
-        raise InputError(f"{where}: unknown key(s) {unknown}; known: ['name', 'out']")
-    if "out" not in study:
-        raise InputError(f"{path}: [study] needs out = \"FOLDER\" for the results")
-    for key in ("name", "out"):
-        if key in study:
-            _check_value(where, key, "", study[key])
+    try:
+        study = StudyFile.model_validate(data)
+    except ValidationError as err:
+        raise _config_error(path, err) from None
     base = path.resolve().parent
-    parsed = {k: _section(cls, data.get(k, {}), f"{path.name} [{k}]") for k, cls in sections.items()}
-    out = Path(study["out"]).expanduser()
-    return StudyConfig(name=str(study.get("name", path.stem)),
+    out = Path(study.study.out).expanduser()
+    return StudyConfig(name=study.study.name or path.stem,
                        out=out if out.is_absolute() else (base / out).resolve(), base=base,
-                       stimuli=parsed["stimuli"], lists=parsed["lists"],
-                       simulated=parsed["simulated_humans"], humans=parsed["humans"],
-                       models=parsed["models"], report=parsed["report"])
+                       stimuli=study.stimuli, lists=study.lists,
+                       simulated=study.simulated_humans, humans=study.humans,
+                       models=study.models, report=study.report)
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
@@ -296,7 +278,7 @@ def run_pipeline(cfg: StudyConfig, overwrite: bool = False) -> dict:
         raise InputError("the study has no observers: list [humans] sessions or set "
                          "[simulated_humans] n > 0")
     _prepare_out(out, overwrite)
-    config_record = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    config_record = cfg.record()
     # Marks the folder as the pipeline's from the start, so a failed run can be redone
     # with --overwrite; the finished record replaces it.
     atomic_write_text(out / "pipeline.json", json.dumps(
@@ -313,7 +295,8 @@ def run_pipeline(cfg: StudyConfig, overwrite: bool = False) -> dict:
     trial_files = [p for p in (sim, model_trials) if p is not None] + sessions
     page = steps.run("report", render_report, trial_files, out / "report", acc,
                      normalization=cfg.report.normalization, n_boot=cfg.report.n_boot,
-                     seed=cfg.report.seed, say=lambda line: print(f"   {line}"))
+                     seed=cfg.report.seed, say=lambda line: print(f"   {line}"),
+                     stimuli=set_dir)
     record = provenance(config=config_record)
     record.update(status="complete", steps_seconds=steps.times, total_seconds=round(time.perf_counter() - t0, 1),
                   stimulus_set=str(set_dir), lists=[str(p) for p in list_paths],

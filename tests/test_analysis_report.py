@@ -43,6 +43,10 @@ def test_cli_report_with_simulated_humans_and_models(tmp_path):
     refs = _check_images(out / "index.html")
     assert set(refs) == {"observer_curves.png", "thresholds.png", "accuracy_vs_alignment.png",
                          "decision_curves_animal-vs-non-animal.png"}
+    for ref in refs:  # every figure also as SVG and PDF for a paper
+        stem = (out / ref).with_suffix("")
+        assert stem.with_suffix(".svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
+        assert stem.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "SIMULATED" in html and "(simulated)" in html
     assert "sha256" in html and str(trials) in html
@@ -57,7 +61,7 @@ def test_cli_report_with_simulated_humans_and_models(tmp_path):
 def test_report_on_real_model_vs_human_data_without_models(tmp_path, mvh_raw):
     page = render_report([mvh_raw / "contrast", mvh_raw / "uniform-noise"], tmp_path, n_boot=50)
     refs = _check_images(page)
-    assert refs == ["observer_curves.png", "thresholds.png"]
+    assert refs == ["observer_curves.png", "thresholds.png"]  # per-observer detail only
     assert "No model observers" in page.read_text(encoding="utf-8")
     fits = pd.read_csv(tmp_path / "fits.csv")
     assert len(fits) == 8 and fits["converged"].all()
@@ -73,7 +77,7 @@ def test_bad_model_accuracy_file_is_an_input_error(tmp_path):
 
 
 def test_per_observer_panel_leaves_out_only_sparse_people():
-    from analysis.figures import MIN_TRIALS_PER_LEVEL, too_sparse
+    from analysis.figures_detail import MIN_TRIALS_PER_LEVEL, too_sparse
 
     def curve(kind, trials):
         return pd.DataFrame({"observer_type": kind, "n_trials": trials})
