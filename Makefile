@@ -30,7 +30,10 @@ keras-env: $(KERAS_VENV)/.installed
 $(KERAS_VENV)/.installed: requirements-keras.txt
 	$(PYTHON) -m venv $(KERAS_VENV)
 	$(KERAS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(KERAS_VENV)/bin/python -m pip install --quiet -r requirements-keras.txt
+	grep -v '^harmonization==' requirements-keras.txt > $(KERAS_VENV)/requirements-deps.txt
+	$(KERAS_VENV)/bin/python -m pip install --quiet -r $(KERAS_VENV)/requirements-deps.txt
+	# the authors' harmonization package, without the dependencies it declares (see the file)
+	$(KERAS_VENV)/bin/python -m pip install --quiet --no-deps $$(grep '^harmonization==' requirements-keras.txt)
 	touch $@
 
 demo: setup

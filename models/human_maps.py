@@ -1,7 +1,8 @@
 """Human importance maps prepared as the authors' ClickMe loader does (paradigm §3).
 
 Heatmap 256×256 → 64×64 (bilinear) → 10×10 Gaussian blur (σ = 10, taps at offsets
-−5…4, normalized to sum 1, zero "same" padding as TensorFlow pads) → 224×224 (bilinear).
+−5…4 along columns and 4…−5 along rows as in the authors' kernel, normalized to sum 1, zero
+"same" padding as TensorFlow pads) → 224×224 (bilinear).
 The same blurred maps serve harmonizer training and "where" evaluation.
 """
 
@@ -18,10 +19,15 @@ MODEL_RES = 224
 
 
 def blur_kernel(size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> np.ndarray:
-    """(size, size) float32 Gaussian, taps at offsets −size/2 … size/2 − 1, summing to 1."""
+    """(size, size) float32 Gaussian summing to 1, oriented as the authors' ``gaussian_kernel``.
+
+    Their meshgrid runs x (columns) over offsets −size/2 … size/2 − 1 but y (rows) the other
+    way, size/2 − 1 … −size/2: for 10 taps the peak is at row 4, column 5, not (5, 5).
+    tests/test_harmonization_parity.py checks it against their code.
+    """
     offsets = np.arange(-(size // 2), size - size // 2, dtype=np.float64)
     g = np.exp(-(offsets**2) / (2.0 * sigma**2))
-    k = np.outer(g, g)
+    k = np.outer(g[::-1], g)
     return (k / k.sum()).astype(np.float32)
 
 

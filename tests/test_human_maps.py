@@ -13,10 +13,11 @@ def test_kernel_taps_sigma_and_normalization():
     assert np.isclose(k.sum(), 1.0, atol=1e-6)
     offsets = np.arange(-5, 5)
     g = np.exp(-(offsets**2) / 200.0)
-    expected = np.outer(g, g) / np.outer(g, g).sum()
+    # the authors' kernel: columns at offsets −5…4, rows at 4…−5 (their meshgrid's y axis)
+    expected = np.outer(g[::-1], g) / np.outer(g, g).sum()
     np.testing.assert_allclose(k, expected, rtol=1e-6)
-    # asymmetric taps: the peak (offset 0) sits at index 5, not in the middle of 10
-    assert np.unravel_index(k.argmax(), k.shape) == (5, 5)
+    # asymmetric taps: the peak (offset 0) sits at row 4, column 5, not in the middle of 10
+    assert np.unravel_index(k.argmax(), k.shape) == (4, 5)
 
 
 def test_blur_is_cross_correlation_with_tf_same_padding():

@@ -27,8 +27,10 @@ LABEL_SMOOTHING = 0.1
 LAMBDA_HARMONIZATION = 1.0
 LAMBDA_WEIGHTS = 1e-5
 # The authors' code skips weights whose Keras names contain these; "cls_token" is timm's
-# spelling of Keras' "class_token" and is added so a timm ViT is treated the same way.
-DECAY_EXCLUDED_NAMES = ("norm", "Norm", "bn", "embed", "class_token", "cls_token")
+# spelling of Keras' "class_token" and is added so a timm ViT is treated the same way. Their
+# "bn/" (a layer whose name ends in bn, "stem_bn/gamma") is "bn." in a PyTorch parameter name;
+# "bn" inside a word ("subnet_conv") is decayed, as in their code.
+DECAY_EXCLUDED_NAMES = ("norm", "Norm", "bn.", "embed", "class_token", "cls_token")
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
 
