@@ -150,7 +150,7 @@ def curve_difference(trials: pd.DataFrame, *, dataset: str | None = None,
     for name, part in models.groupby("model_name", sort=True):
         model = _cells(part, "image_id", "image:")
         totals_m = model.groupby("level")[["k", "n"]].sum()
-        both = totals_h.join(totals_m, lsuffix="_h", rsuffix="_m", how="inner")
+        both = totals_h.add_suffix("_h").join(totals_m.add_suffix("_m"), how="inner")
         inside = ((both["k_h"] > 0) & (both["k_h"] < both["n_h"])
                   & (both["k_m"] > 0) & (both["k_m"] < both["n_m"]))
         tested = both.index[inside].to_numpy(dtype=float)
