@@ -208,10 +208,12 @@ def write_lists(stimuli_dir, out_dir, config: ListConfig = ListConfig(),
 
 def add_arguments(parser) -> None:
     parser.add_argument("--stimuli", required=True, metavar="SET_DIR", help="stimulus set folder (manifest.csv)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for list-NN.csv and lists.json")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder for list-NN.csv and lists.json")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a lists folder this suite wrote before (wholesale)")
-    parser.add_argument("--seed", type=int, default=ListConfig.seed, help="shuffle seed (default 0)")
+    parser.add_argument("--seed", type=int_at_least(0), default=ListConfig.seed,
+                        help="shuffle seed (default 0)")
     parser.add_argument("--blocks", type=int_at_least(1), default=ListConfig.blocks,
                         help="blocks per list (default 5)")
     parser.add_argument("--max-run", type=int_at_least(1), default=ListConfig.max_run,

@@ -119,10 +119,10 @@ def add_arguments(parser) -> None:
     d = PsychometricObserver()
     parser.add_argument("--list", required=True, metavar="FILE", help="trial list CSV")
     parser.add_argument("--out", required=True, metavar="TRIALS_CSV",
-                        help="trial table to write (its provenance goes beside it as .json)")
+                        help="output file: the trial table (its provenance goes beside it as .json)")
     parser.add_argument("--observer-id", default="sim-001",
                         help="observer id prefix; the list id is appended (sim-001-list-01)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
     parser.add_argument("--repeats", type=int_at_least(1), default=1,
                         help="answer the list this many times (observer ids get -01, -02, …)")
     for name, value in asdict(d).items():

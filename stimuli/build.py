@@ -23,7 +23,7 @@ from stimuli.masks import ORDERS
 from stimuli.render import init_worker, item_amplitude, render_item
 from stimuli.schema import STIMULUS_MANIFEST_COLUMNS
 from suite.atomic import atomic_write_text
-from suite.cli_types import float_in, int_at_least, int_in
+from suite.cli_types import float_in, int_at_least, int_in, list_item
 from suite.errors import InputError
 from suite.outputs import building_folder, check_output_folder
 from suite.provenance import provenance
@@ -174,15 +174,18 @@ def add_arguments(parser) -> None:
     src.add_argument("--manifest", type=Path, help="build manifest CSV: image,map,image_id,category,class_index")
     src.add_argument("--images", type=Path, help="folder with animal/ and non-animal/ sub-folders of images")
     src.add_argument("--maps", type=Path, help="folder of maps (.npy/.npz/.png/.jpg) named like the images")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (must be empty or new)")
-    parser.add_argument("--seed", type=int_in(0, 2 ** 63 - 1), default=d.seed,
-                        help=f"set seed (default {d.seed})")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder: the stimulus set (must be empty or new)")
+    parser.add_argument("--seed", type=int_at_least(0), default=d.seed,
+                        help=f"set seed, below 2**63 (default {d.seed})")
     parser.add_argument("--order", choices=ORDERS, default=d.order, help=f"pixel order (default {d.order})")
     parser.add_argument("--budget", type=int_at_least(1), default=d.budget,
                         help=f"pixels revealed at 100%% for every image (default {d.budget})")
-    parser.add_argument("--levels", type=float_in(0, 100, low_open=True), nargs="+",
+    parser.add_argument("--levels", type=list_item(float_in(0, 100, low_open=True)), nargs="+",
+                        metavar="PCT",
                         default=list(d.levels_percent),
-                        help="revealed percentages, increasing (default: 11 log-spaced, 1..100)")
+                        help="revealed percentages, increasing, separated by spaces "
+                             "(default: 11 log-spaced, 1..100)")
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=d.full,
                         help="add the unmasked full-image condition (default on; --no-full drops it)")
     parser.add_argument("--spectrum", choices=SPECTRA, default=d.spectrum,

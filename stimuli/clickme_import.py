@@ -22,7 +22,7 @@ from PIL import Image
 from stimuli.maps import MANIFEST, PROVENANCE, category_of, manifest_row, png_bytes, write_manifest
 from stimuli.schema import CATEGORIES
 from suite.atomic import atomic_write_bytes, atomic_write_text
-from suite.cli_types import int_at_least, list_item
+from suite.cli_types import exactly, int_at_least, list_item
 from suite.errors import InputError
 from suite.outputs import building_folder, check_output_folder
 from suite.provenance import provenance
@@ -176,13 +176,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder: images, maps and build manifest (new or empty)")
     parser.add_argument("--limit", type=int_at_least(1), default=None, help="import at most N images")
-    parser.add_argument("--clickme-keys", nargs=3, type=list_item(), default=list(CLICKME_KEYS),
-                        metavar=("IMAGE", "HEATMAP", "LABEL"),
-                        help="feature keys of the shards (default the release's: "
-                             f"{' '.join(CLICKME_KEYS)})")
-    parser.add_argument("--clicktionary-keys", nargs="+", type=list_item(), default=[],
-                        metavar="NAME", help="array names IMAGE MAP [LABEL] in the .npz "
-                                             "(default: found by name)")
+    parser.add_argument("--clickme-keys", nargs="+", action=exactly(3), type=list_item(),
+                        default=list(CLICKME_KEYS), metavar="KEY",
+                        help="the shards' three feature keys IMAGE HEATMAP LABEL (default the "
+                             f"release's: {' '.join(CLICKME_KEYS)})")
+    parser.add_argument("--clicktionary-keys", nargs="+", action=exactly(2, 3), type=list_item(),
+                        default=[], metavar="NAME", help="array names IMAGE MAP [LABEL] in the "
+                                                         ".npz (default: found by name)")
     parser.add_argument("--category", choices=CATEGORIES, default=None,
                         help="category of Clicktionary images that carry no label")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier output of this suite")
@@ -197,9 +197,6 @@ def main(args) -> int:
             raise InputError(f"{p}: not found; check the path")
     keys = list(args.clickme_keys)
     spec = list(args.clicktionary_keys)
-    if len(spec) not in (0, 2, 3):
-        raise InputError(f"--clicktionary-keys {' '.join(spec)}: give two or three names, "
-                         "IMAGE MAP [LABEL]")
     out = check_output_folder(args.out, inputs=inputs, overwrite=args.overwrite)
     rows: list[dict] = []
     skipped: list[str] = []

@@ -12,7 +12,7 @@ from skimage.data import data_dir
 
 from stimuli.derived_maps import contrast_saliency
 from stimuli.schema import BUILD_MANIFEST_COLUMNS
-from suite.cli_types import int_at_least, int_in
+from suite.cli_types import int_at_least
 from suite.errors import InputError
 from suite.outputs import building_folder, check_output_folder
 
@@ -89,8 +89,10 @@ def write_demo_inputs(out_dir: str | Path, *, overwrite: bool = False) -> Path:
 
 def add_arguments(parser) -> None:
     """CLI options of ``python -m stimuli demo``."""
-    parser.add_argument("--out", type=Path, required=True, help="output folder for the demo set")
-    parser.add_argument("--seed", type=int_in(0, 2 ** 63 - 1), default=0, help="set seed (default 0)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder for the demo set (its inputs go to OUT-inputs/)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
+                        help="set seed, below 2**63 (default 0)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUT and OUT-inputs/ if this suite made them")
     parser.add_argument("--workers", type=int_at_least(1), default=None,

@@ -201,7 +201,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--images", type=Path, required=True,
                         help="build manifest (image, image_id, category[, class_index]); with --from "
                              "also a folder with animal/ and non-animal/ sub-folders")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder: maps, build manifest, reliability (new or empty)")
     parser.add_argument("--min-bubbles", type=int_at_least(1), default=10,
                         help="drop rounds with fewer bubbles (default 10: the partner's first query)")
     parser.add_argument("--min-players", type=int_at_least(2), default=5,
@@ -214,7 +215,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--keep-skipped", action="store_true", help="keep rounds the player skipped")
     parser.add_argument("--n-splits", type=int_at_least(1), default=1000,
                         help="random player splits for split-half reliability (default 1000)")
-    parser.add_argument("--seed", type=int_at_least(0), default=0)
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
+                        help="seed of the reliability splits (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier output of this suite")
 
 

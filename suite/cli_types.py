@@ -74,3 +74,23 @@ def list_item(item_type=str):
     parse.__name__ = getattr(item_type, "__name__", "value")
     parse.refuses_commas = True
     return parse
+
+
+def exactly(*counts: int):
+    """``action=`` for a list option that takes one of ``counts`` values (``nargs="+"``).
+
+    Used instead of a fixed ``nargs`` so that each value goes through its ``list_item``
+    type first: ``--keys f,j`` is then refused with the comma hint, not with argparse's
+    "expected 2 arguments".
+    """
+    wanted = " or ".join(str(c) for c in counts)
+
+    class Exactly(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if len(values) not in counts:
+                parser.error(f"argument {option_string or self.metavar or self.dest}: give "
+                             f"{wanted} values separated by spaces, got {len(values)}")
+            setattr(namespace, self.dest, values)
+
+    Exactly.counts = counts
+    return Exactly

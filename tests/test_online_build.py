@@ -38,7 +38,7 @@ def test_cli_builds_site_with_used_stimuli_only(study, tmp_path):
     out = tmp_path / "site"
     rc = dispatch("python -m experiment", COMMANDS, [
         "build-online", "--lists", str(lists.parent), "--stimuli", str(stimuli), "--out", str(out),
-        "--keys", "e,i", "--completion-url", "https://app.prolific.com/submissions/complete?cc=X"])
+        "--keys", "e", "i", "--completion-url", "https://app.prolific.com/submissions/complete?cc=X"])
     assert rc == 0
     rows = read_rows(lists, TRIAL_LIST_COLUMNS)
     copied = sorted(p.relative_to(out / "public" / "stimuli").as_posix()
@@ -110,12 +110,16 @@ def test_missing_node_modules_explains_fix(study, tmp_path):
         build_site([lists], stimuli, tmp_path / "site", node_modules=tmp_path / "nm")
 
 
-@pytest.mark.parametrize("keys", ["f", "f,f", "f,jj", "F;J"])
+@pytest.mark.parametrize("keys", [["f"], ["f", "f"], ["f", "jj"], ["F;", "J"], ["f,j"],
+                                  ["f", "j", "k"]])
 def test_bad_keys_refused(study, tmp_path, keys):
     lists, stimuli = study
-    rc = dispatch("python -m experiment", COMMANDS, [
-        "build-online", "--lists", str(lists), "--stimuli", str(stimuli),
-        "--out", str(tmp_path / "site"), "--keys", keys])
+    try:
+        rc = dispatch("python -m experiment", COMMANDS, [
+            "build-online", "--lists", str(lists), "--stimuli", str(stimuli),
+            "--out", str(tmp_path / "site"), "--keys", *keys])
+    except SystemExit as stop:   # refused when the command line is read
+        rc = stop.code
     assert rc == 2 and not (tmp_path / "site").exists()
 
 

@@ -14,12 +14,22 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-from experiment.online.config import SAFE_ID, StudyConfig, Timing, parse_keys
+from experiment.lab_setup import colour, text_colour
+from experiment.online.config import (
+    SAFE_ID,
+    SCREEN_OUT_REASONS,
+    CalibrationLimits,
+    StudyConfig,
+    Timing,
+    parse_keys,
+)
+from experiment.online.sanitize import LabText, read_lab_text
 from experiment.online.validation import OPTIONAL_FIELDS, TRIAL_FIELDS
 from experiment.schema import TRIAL_LIST_COLUMNS, read_rows
+from experiment.visual_angle import BLIND_SPOT_DEG, CARD_WIDTH_CM
 from stimuli.schema import CATEGORIES
 from suite.atomic import atomic_write_text
-from suite.cli_types import float_in
+from suite.cli_types import exactly, float_in, int_in, list_item
 from suite.errors import InputError
 from suite.outputs import building_folder, check_output_folder
 from suite.provenance import provenance, verify_files
@@ -33,10 +43,13 @@ VENDOR_FILES = {
     "@jspsych/plugin-fullscreen/dist/index.browser.min.js": "plugin-fullscreen.js",
     "@jspsych/plugin-html-keyboard-response/dist/index.browser.min.js":
         "plugin-html-keyboard-response.js",
+    # the virtual chinrest (Li et al. 2020): card-size px/cm and blind-spot viewing distance
+    "@jspsych/plugin-virtual-chinrest/dist/index.browser.min.js": "plugin-virtual-chinrest.js",
 }
 # the page's code by concern (docs/online.md "Page code"); delivery.js also goes into ClickMe
 OUR_FILES = ("index.html", "experiment.css", "experiment.js", "page.js", "checks.js",
-             "timeline.js", "delivery.js", "plugin-rapid-categorization.js", "site-title.js")
+             "timeline.js", "delivery.js", "plugin-rapid-categorization.js", "site-title.js",
+             "calibration.js", "visual-angle.js", "resample.js")
 # written by the build: the limits and the posted trial's fields, from config.py/validation.py
 PAGE_CONFIG = "study-config.js"
 MAX_TITLE = 120
@@ -157,10 +170,15 @@ def load_lists(paths: Sequence[str | Path], stimuli: Path) -> dict[str, list[dic
 
 def build_site(lists_paths: Sequence[str | Path], stimuli: str | Path, out: str | Path,
                config: StudyConfig | None = None, node_modules: str | Path | None = None,
-               overwrite: bool = False) -> Path:
-    """Write the study site atomically: public/ is served, lists/ and study.json only read."""
+               overwrite: bool = False, texts: Sequence[LabText] = ()) -> Path:
+    """Write the study site atomically: public/ is served, lists/ and study.json only read.
+
+    ``texts``: the lab's own consent/instructions/debrief (read_lab_text); their HTML is in
+    ``config.texts`` (with_texts) and their files' sha256 go into provenance.json.
+    """
     stimuli, out = Path(stimuli), Path(out)
-    check_output_folder(out, inputs=[stimuli, *lists_paths], overwrite=overwrite)
+    check_output_folder(out, inputs=[stimuli, *lists_paths, *(t.file for t in texts)],
+                        overwrite=overwrite)
     nm = Path(node_modules) if node_modules else REPO_ROOT / "node_modules"
     missing = [src for src in VENDOR_FILES if not (nm / src).is_file()]
     if missing:
@@ -196,6 +214,7 @@ def build_site(lists_paths: Sequence[str | Path], stimuli: str | Path, out: str 
         atomic_write_text(tmp / "study.json", json.dumps(config.to_json(), indent=2))
         atomic_write_text(tmp / "provenance.json", json.dumps(provenance(
             lists=[str(p) for p in lists_paths], stimuli=str(stimuli), n_stimuli=len(used),
+            texts={t.option.lstrip("-"): t.record() for t in texts},
             study=config.to_json()), indent=2, default=str))
     return out
 
@@ -207,7 +226,42 @@ def page_config(config: StudyConfig) -> dict:
     timing = dataclasses.asdict(config.timing)
     timing["window_ms"] = config.timing.window_ms
     return {"timing": timing, "trial_fields": sorted(TRIAL_FIELDS),
-            "optional_trial_fields": sorted(OPTIONAL_FIELDS)}
+            "optional_trial_fields": sorted(OPTIONAL_FIELDS),
+            "stimulus_deg": config.stimulus_deg,
+            "calibration": {**dataclasses.asdict(config.calibration),
+                            "card_width_mm": CARD_WIDTH_CM * 10, "card_height_mm": 53.98,
+                            "blind_spot_deg": BLIND_SPOT_DEG},
+            "screen_out_reasons": list(SCREEN_OUT_REASONS),
+            "background": config.background, "text_colour": config.text_colour,
+            "practice": {"criterion": config.practice_criterion,
+                         "max_rounds": config.practice_max_rounds},
+            "texts": dict(config.texts)}
+
+
+def hex_colour(rgb: Sequence[int]) -> str:
+    """(128, 128, 128) -> '#808080'."""
+    return "#" + "".join(f"{int(v):02x}" for v in rgb)
+
+
+def with_keys(text_html: str, keys: dict) -> str:
+    """The lab's instructions with {animal_key} and {non_animal_key} filled in (as the lab
+    runner does); the key line is added when the text does not name both."""
+    def key(k: str) -> str:
+        return f'<span class="rc-key">{html.escape(k.upper())}</span>'
+    out = (text_html.replace("{animal_key}", key(keys["animal"]))
+           .replace("{non_animal_key}", key(keys["non-animal"])))
+    if "{animal_key}" not in text_html or "{non_animal_key}" not in text_html:
+        out += (f"<p>Press {key(keys['animal'])} for <b>animal</b> and "
+                f"{key(keys['non-animal'])} for <b>no animal</b>.</p>")
+    return out
+
+
+def with_texts(config: StudyConfig, texts: Sequence[LabText]) -> StudyConfig:
+    """``config`` with the lab's texts (HTML) in place of the built-in ones."""
+    given = {t.option.lstrip("-"): t.html for t in texts}
+    if "instructions" in given:
+        given["instructions"] = with_keys(given["instructions"], config.keys)
+    return dataclasses.replace(config, texts={**config.texts, **given})
 
 
 def page_module(data: dict, source: str) -> str:
@@ -243,11 +297,13 @@ def check_title(title: str) -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--lists", nargs="+", required=True,
-                        help="trial-list CSV files or folders of them")
+    parser.add_argument("--lists", nargs="+", type=list_item(), required=True, metavar="PATH",
+                        help="trial-list CSV files or folders of them, separated by spaces")
     parser.add_argument("--stimuli", required=True, help="stimulus set folder (manifest.csv + images)")
-    parser.add_argument("--out", required=True, help="site folder to write")
-    parser.add_argument("--keys", default="f,j", help="animal key, non-animal key (default f,j)")
+    parser.add_argument("--out", required=True, help="output folder: the site to write")
+    parser.add_argument("--keys", nargs="+", action=exactly(2), type=list_item(),
+                        default=["f", "j"], metavar="KEY",
+                        help="animal key, then non-animal key, separated by a space (default f j)")
     parser.add_argument("--study-id", default=None, help="id of this study (default: random)")
     parser.add_argument("--title", default=StudyConfig.title,
                         help="the page's title and heading (default: %(default)s)")
@@ -257,7 +313,32 @@ def add_arguments(parser) -> None:
                         help="URL the page goes to at the end, e.g. "
                              "https://app.prolific.com/submissions/complete?cc=CODE")
     parser.add_argument("--too-slow-ms", type=float_in(0, 10_000, low_open=True),
-                        default=Timing.too_slow_ms)
+                        default=Timing.too_slow_ms,
+                        help="how long the 'too slow' feedback after a time-out stays, ms "
+                             "(default %(default)g)")
+    size = parser.add_argument_group("stimulus size (docs/online.md: virtual chinrest)")
+    size.add_argument("--stimulus-deg", type=float_in(0.5, 60), default=None, metavar="DEG",
+                      help="image width in degrees of visual angle, after the virtual chinrest "
+                           f"(default {StudyConfig.stimulus_deg:g}, within the paper's 5-11 "
+                           "degrees)")
+    size.add_argument("--native-size", action="store_true",
+                      help="no chinrest: one image pixel per device pixel, angle unknown (the "
+                           "paper's way)")
+    setup = parser.add_argument_group("the lab's setup")
+    setup.add_argument("--background", type=colour, default="white", metavar="COLOUR",
+                       help="page background: a colour name or #rrggbb (default white, as in "
+                            "the paper; mid-grey is #808080)")
+    setup.add_argument("--practice-criterion", type=float_in(0, 1), default=None, metavar="P",
+                       help="repeat the practice trials until this accuracy (0-1) is reached")
+    setup.add_argument("--practice-max-rounds", type=int_in(1, 20), default=3, metavar="N",
+                       help="at most this many practice rounds with --practice-criterion "
+                            "(default 3; then the test goes on, recorded)")
+    for name, what in (("consent", "consent form"), ("instructions", "instructions ("
+                        "{animal_key} and {non_animal_key} are filled in)"),
+                       ("debrief", "debriefing shown at the end")):
+        setup.add_argument(f"--{name}", metavar="FILE", default=None,
+                           help=f"the lab's {what}: Markdown (.md) or HTML (.html), sanitized "
+                                "(default: the built-in text)")
     parser.add_argument("--node-modules", default=None,
                         help="folder holding jspsych (default: the repository's node_modules)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing site")
@@ -269,12 +350,25 @@ def main(args) -> int:
         raise InputError(f"--study-id {study_id!r}: use 1-64 letters, digits, '_', '.', '-'")
     if args.completion_url and not args.completion_url.startswith(("https://", "http://")):
         raise InputError(f"--completion-url {args.completion_url!r} must start with https://")
+    if args.native_size and args.stimulus_deg is not None:
+        raise InputError("--native-size and --stimulus-deg both given: native size draws the "
+                         "images' own pixels (no angle); give one or the other")
+    stimulus_deg = None if args.native_size else (args.stimulus_deg or StudyConfig.stimulus_deg)
+    texts = [read_lab_text(getattr(args, name), f"--{name}")
+             for name in ("consent", "instructions", "debrief") if getattr(args, name)]
+    background = tuple(args.background)
     config = StudyConfig(study_id=study_id, lists=(), keys=parse_keys(args.keys),
                          title=check_title(args.title), completion_code=args.completion_code,
                          completion_url=args.completion_url,
-                         timing=Timing(too_slow_ms=args.too_slow_ms))
-    out = build_site(args.lists, args.stimuli, args.out, config, args.node_modules,
-                     args.overwrite)
+                         timing=Timing(too_slow_ms=args.too_slow_ms),
+                         stimulus_deg=stimulus_deg,
+                         calibration=CalibrationLimits(),
+                         background=hex_colour(background),
+                         text_colour=hex_colour(text_colour(background)),
+                         practice_criterion=args.practice_criterion,
+                         practice_max_rounds=args.practice_max_rounds)
+    out = build_site(args.lists, args.stimuli, args.out, with_texts(config, texts),
+                     args.node_modules, args.overwrite, texts)
     n = len(json.loads((out / "study.json").read_text())["lists"])
     print(f"wrote {out} ({n} lists); serve it with: python -m experiment serve "
           f"{shlex.quote(str(out))} --db study.sqlite")

@@ -34,7 +34,7 @@ def export_clicks(db: str | Path, out: str | Path, queries: bool = False) -> int
 
 def add_arguments(parser) -> None:
     parser.add_argument("--db", required=True, help="the game's SQLite file (serve --db)")
-    parser.add_argument("--out", required=True, help="clicks CSV to write")
+    parser.add_argument("--out", required=True, help="output file: the clicks CSV")
     parser.add_argument("--queries", action="store_true",
                         help="write the partner's answers instead (one row per query: bubbles "
                              "so far, top 5, recognized)")

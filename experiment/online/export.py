@@ -32,7 +32,7 @@ def export_trials(db: str | Path, out: str | Path, rejected: bool = False) -> in
 
 def add_arguments(parser) -> None:
     parser.add_argument("--db", required=True, help="the study's SQLite file")
-    parser.add_argument("--out", required=True, help="trial-table CSV to write")
+    parser.add_argument("--out", required=True, help="output file: the trial-table CSV")
     parser.add_argument("--rejected", action="store_true",
                         help="write the trials the server refused instead (one row each, "
                              "with the reason and the body the page sent)")

@@ -350,7 +350,12 @@ def load_site(site: str | Path) -> tuple[Path, StudyConfig, dict[str, list[dict]
     if not (site / "study.json").is_file() or not (site / "public" / "index.html").is_file():
         raise InputError(f"{site}: not a built study site; make one with "
                          "python -m experiment build-online")
-    config = StudyConfig.from_json(json.loads((site / "study.json").read_text()))
+    try:
+        data = json.loads((site / "study.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"{site / 'study.json'}: not valid JSON ({err}); rebuild the site "
+                         "with python -m experiment build-online") from None
+    config = StudyConfig.from_json(data, where=site / "study.json")
     lists = {}
     for lid in config.lists:
         path = site / "lists" / f"{lid}.json"

@@ -30,7 +30,7 @@ from models.harmonizer.loss import harmonizer_loss
 from models.saliency import input_gradients, max_abs_saliency
 from models.where import CLICKME_CEILING, spearman_rows
 from suite.atomic import atomic_write_bytes, atomic_write_text
-from suite.cli_types import int_at_least, list_item
+from suite.cli_types import exactly, int_at_least, list_item
 from suite.errors import InputError
 
 CHECKPOINT = "checkpoint.pt"
@@ -311,15 +311,15 @@ def add_arguments(parser) -> None:
     a("--out", required=True, type=Path,
       help="output folder: the run (checkpoint, metrics, final model); continued with --resume")
     a("--manifest", type=Path, help="build manifest of images with maps (paradigm §4)")
-    a("--images-with-maps", nargs=2, metavar=("IMAGES", "MAPS"), type=list_item(Path),
-      help="category folders of images and a folder of maps matched by file stem")
+    a("--images-with-maps", nargs="+", action=exactly(2), metavar="FOLDER", type=list_item(Path),
+      help="two folders: category folders of images, then maps matched by file stem")
     a("--clickme", nargs="+", type=list_item(Path), default=[], metavar="SHARD",
       help="ClickMe TFRecord training shards")
     a("--clickme-val", nargs="+", type=list_item(Path), default=[], metavar="SHARD",
       help="ClickMe shards for evaluation")
-    a("--clickme-keys", nargs=3, type=list_item(), default=clickme_keys,
-      metavar=("IMAGE", "HEATMAP", "LABEL"),
-      help=f"feature keys of the shards (default {' '.join(clickme_keys)})")
+    a("--clickme-keys", nargs="+", action=exactly(3), type=list_item(), default=clickme_keys,
+      metavar="KEY", help="the shards' three feature keys IMAGE HEATMAP LABEL "
+                          f"(default {' '.join(clickme_keys)})")
     a("--images", type=Path, help="folder of images without maps, one sub-folder per class")
     a("--labels", choices=("class_index", "category"), default="class_index",
       help="train on ImageNet class_index, or on animal/non-animal (a new 2-way head)")

@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES),
                         help="the network the file holds")
     parser.add_argument("--out", required=True,
-                        help="the .safetensors file to write (a JSON card is written beside it)")
+                        help="output file: the .safetensors weights (a JSON card is written "
+                             "beside it)")
 
 
 def main(args: argparse.Namespace) -> int:
