@@ -30,6 +30,8 @@ ADMIN = "admin-token-for-tests-0123456789"
 N_IMAGES, PER_IMAGE = 40, 5           # 200 revealed images
 LOGIT_TOL = 1e-3                       # documented in docs/online.md (ClickMe game)
 GREY = 128
+# one test of ~3 minutes on 2 busy cores (Chromium, 200 revealed images, two models)
+pytestmark = pytest.mark.slow
 
 
 def random_path(rng: np.random.Generator) -> list[list[int]]:
