@@ -5,7 +5,9 @@ than ``fast_rt_ms``. Observer rules (humans and simulated humans; models are exe
 anyone whose accuracy on the easiest condition is ≤ ``min_top_accuracy`` (the 2017 rule:
 the full image when the set has one, else the 100 % level — or the least degraded level of a
 decreasing dataset), whose timeout fraction exceeds ``max_timeout_fraction``, or whose
-too-fast fraction exceeds ``max_fast_fraction``.
+too-fast fraction exceeds ``max_fast_fraction``, or — when ``stimulus_deg_range`` is set —
+whose stimulus angle (``stimulus_deg``, the median of their trials) lies outside it or was not
+recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.viewing import observer_angles
 from suite.errors import InputError
 
 
@@ -28,6 +31,15 @@ class ExclusionRules:
     max_fast_fraction: float | None = 0.1
     timeouts_as_errors: bool = False
     drop_practice: bool = True
+    #: (low, high) in degrees of visual angle; participants outside it, or without a recorded
+    #: angle, are excluded. None: off.
+    stimulus_deg_range: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        r = self.stimulus_deg_range
+        if r is not None and not (len(r) == 2 and 0 < r[0] <= r[1]):
+            raise InputError(f"stimulus-deg range {r}: give LOW HIGH degrees with "
+                             "0 < LOW <= HIGH, e.g. 6 10")
 
 
 @dataclass(frozen=True)
@@ -85,7 +97,9 @@ class ExclusionReport:
 _REASON_TEXT = {"top accuracy": "low accuracy on the easiest condition (full images, else the "
                                 "easiest level)",
                 "timeouts >": "too many timeouts",
-                "too fast": "too many responses faster than the fast-RT limit"}
+                "too fast": "too many responses faster than the fast-RT limit",
+                "stimulus angle": "a stimulus angle outside the range asked for",
+                "no stimulus": "no recorded stimulus angle (a range was asked for)"}
 
 
 def _reason_text(label: str) -> str:
@@ -142,6 +156,9 @@ def apply_exclusions(df: pd.DataFrame, rules: ExclusionRules | None = None
     per["n_top_trials"] = answered.groupby(key, sort=False).size()
     per["n_top_trials"] = per["n_top_trials"].fillna(0).astype(int)
     per = per.reset_index()
+    if rules.stimulus_deg_range is not None:
+        angles = observer_angles(df[main])
+        per = per.merge(angles[[*key, "stimulus_deg"]], on=key, how="left")
     checks = [
         ("top accuracy ≤ {:g}", "top_accuracy", rules.min_top_accuracy,
          lambda v, t: v <= t),
@@ -158,6 +175,14 @@ def apply_exclusions(df: pd.DataFrame, rules: ExclusionRules | None = None
         hit = broken(per[col].to_numpy(dtype=float), limit) & is_person
         for i in np.flatnonzero(hit):
             reasons[i].append(label.format(limit))
+    if rules.stimulus_deg_range is not None:
+        lo, hi = rules.stimulus_deg_range
+        deg = per["stimulus_deg"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            outside = (deg < lo) | (deg > hi)
+        for i in np.flatnonzero(is_person & (outside | np.isnan(deg))):
+            reasons[i].append("no stimulus angle recorded" if np.isnan(deg[i]) else
+                              f"stimulus angle outside {lo:g}–{hi:g}°")
     per["reasons"] = ["; ".join(r) for r in reasons]
     per["excluded"] = per["reasons"] != ""
 

@@ -32,6 +32,8 @@ _NUMERIC = ("block", "trial", "practice", "level_index", "level_percent",
             "correct", "rt_ms", "timeout", "fixation_ms", "frames_intended", "frames_shown",
             "refresh_hz", "dropped_frames", "p_animal", "top1_class")
 _FLAGS = ("practice", "correct", "timeout")
+# optional columns read as numbers when a table has them (stimulus_deg: the image's angle, °)
+_OPTIONAL_NUMERIC = ("stimulus_deg",)
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def read_suite_table(path: str | os.PathLike) -> pd.DataFrame:
                          "write it with experiment.schema.TrialWriter")
     df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     df = df.replace("", np.nan)
-    for col in _NUMERIC:
+    for col in (*_NUMERIC, *(c for c in _OPTIONAL_NUMERIC if c in df)):
         converted = pd.to_numeric(df[col], errors="coerce")
         bad = converted.isna() & df[col].notna()
         if bad.any():

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import figures, figures_detail, figures_where, methods
+from analysis import figures, figures_detail, figures_where, methods, viewing
 from analysis.align import METRICS, align, reference_type
 from analysis.bootstrap import DEFAULT_N_BOOT, bootstrap_fit
 from analysis.curves import accuracy_curves, count_matrix, pooled_curve
@@ -248,7 +248,7 @@ def _write_report(out: Path, df, kept, excl, inputs, acc, model_accuracy, warnin
               "study": methods.summary_numbers(facts)}
     atomic_write_text(out / "provenance.json", json.dumps(record, indent=2, default=str))
     return _write_html(out, prov, inputs, excl.summary(), page,
-                       methods.overview_rows(facts), text)
+                       [*methods.overview_rows(facts), *viewing.overview_rows(kept)], text)
 
 
 def _split_categorical(out: Path, kept: pd.DataFrame) -> tuple[pd.DataFrame, list]:
@@ -514,12 +514,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-timeout-fraction", type=float_in(0, 1), default=0.2)
     parser.add_argument("--fast-rt-ms", type=float_in(0, 10_000), default=150.0)
     parser.add_argument("--max-fast-fraction", type=float_in(0, 1), default=0.1)
+    parser.add_argument("--stimulus-deg-range", nargs=2, type=float_in(0, 180, low_open=True),
+                        default=None, metavar=("LOW", "HIGH"),
+                        help="exclude participants whose stimulus angle (degrees, stimulus_deg) "
+                             "lies outside LOW-HIGH or was not recorded")
 
 
 def main(args) -> int:
     rules = ExclusionRules(min_top_accuracy=args.min_top_accuracy,
                            max_timeout_fraction=args.max_timeout_fraction,
-                           fast_rt_ms=args.fast_rt_ms, max_fast_fraction=args.max_fast_fraction)
+                           fast_rt_ms=args.fast_rt_ms, max_fast_fraction=args.max_fast_fraction,
+                           stimulus_deg_range=None if args.stimulus_deg_range is None
+                           else tuple(args.stimulus_deg_range))
     page = render_report(args.trials, args.out, args.model_accuracy, rules=rules,
                          normalization=args.normalization, n_boot=args.n_boot, seed=args.seed,
                          overwrite=args.overwrite, say=print, highlight=args.highlight,
