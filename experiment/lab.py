@@ -38,7 +38,7 @@ from experiment.session import (
     trial_key,
     verify_stimuli,
 )
-from suite.cli_types import float_in, int_at_least
+from suite.cli_types import exactly, float_in, int_at_least, list_item
 from suite.errors import InputError
 from suite.outputs import check_output_file
 from suite.provenance import provenance, utc_now
@@ -95,7 +95,7 @@ def frame_stats(intervals: list[float], hz: float) -> dict:
 
 
 def window_size(text: str) -> tuple[int, int]:
-    """``--size WxH``: a window of 200-16384 pixels each way."""
+    """``--window-size WxH``: a window of 200-16384 pixels each way."""
     parts = text.lower().split("x")
     try:
         size = tuple(int(v) for v in parts)
@@ -113,13 +113,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--list", required=True, metavar="FILE", help="trial list CSV")
     parser.add_argument("--participant", required=True, metavar="ID",
                         help="1-64 ASCII letters, digits, '-' or '_'")
-    parser.add_argument("--out", default="data/lab", metavar="DIR", help="session folder (default data/lab)")
-    parser.add_argument("--keys", default="f,j", help="two response keys (default f,j; escape is reserved)")
+    parser.add_argument("--out", default="data/lab", metavar="DIR",
+                        help="output folder the sessions are added to, one sub-ID.csv and "
+                             "sub-ID.json each; never replaced (default data/lab)")
+    parser.add_argument("--keys", nargs="+", action=exactly(2), type=list_item(),
+                        default=["f", "j"], metavar="KEY",
+                        help="the two response keys, separated by a space (default f j; "
+                             "escape is reserved)")
     parser.add_argument("--key-order", default="auto", choices=("auto", *KEY_ORDERS),
                         help="auto: a new session takes the order fewer sessions in --out used")
     parser.add_argument("--fullscr", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--size", default="1024x768", type=window_size, metavar="WxH",
-                        help="window size when --no-fullscr (default 1024x768)")
+    parser.add_argument("--window-size", default="1024x768", type=window_size, metavar="WxH",
+                        help="window size in px when --no-fullscr (default 1024x768)")
     parser.add_argument("--screen", type=int_at_least(0), default=0,
                         help="screen number, 0 for the first (default 0)")
     parser.add_argument("--refresh-hz", type=float_in(*PLAUSIBLE_HZ), default=None, metavar="HZ",
@@ -168,7 +173,7 @@ def main(args) -> int:
               "experiment lists` to have them checked", file=sys.stderr)
     check_display(args.screen)
     timing = TrialTiming()
-    screen = LabScreen(args.fullscr, args.size, args.screen,
+    screen = LabScreen(args.fullscr, args.window_size, args.screen,
                        args.refresh_hz if args.emulate_vsync else None, args.allow_keyboard_fallback)
     run = {"started_utc": started, "first_trial": list(trial_key(remaining[0])), "status": "running",
            "pid": os.getpid(), "keyboard_backend": screen.keyboard_backend,

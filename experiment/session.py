@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,15 +85,17 @@ def check_participant(participant: str) -> str:
     return participant
 
 
-def parse_keys(text: str) -> tuple[str, str]:
-    """The two response keys of ``--keys``, checked: different, known, not the reserved escape."""
-    keys = tuple(k.strip().lower() for k in text.split(","))
+def parse_keys(given: Sequence[str]) -> tuple[str, str]:
+    """The two response keys of ``--keys`` (``--keys f j``), checked: different, known, not
+    the reserved escape."""
+    keys = tuple(k.strip().lower() for k in given)
+    text = " ".join(given)
     if len(keys) != 2 or keys[0] == keys[1] or not all(keys):
-        raise InputError(f"--keys {text}: give two different keys, e.g. --keys f,j")
+        raise InputError(f"--keys {text}: give two different keys, e.g. --keys f j")
     reserved = [k for k in keys if k in RESERVED_KEYS]
     if reserved:
         raise InputError(f"--keys {text}: {reserved[0]} is reserved (it quits the session); "
-                         "choose another key, e.g. --keys f,j")
+                         "choose another key, e.g. --keys f j")
     unknown = [k for k in keys if k not in KNOWN_KEYS]
     if unknown:
         raise InputError(f"--keys {text}: unknown key name(s) {unknown}; use e.g. a-z, 0-9, "

@@ -50,9 +50,11 @@ def parse(*argv: str) -> argparse.Namespace:
 # -- options refused when the command line is read ------------------------------------------
 
 @pytest.mark.parametrize("argv,message", [
-    (("--size", "0x0"), "200-16384 pixels"),
-    (("--size", "1024"), "WIDTHxHEIGHT"),
-    (("--size", "99999x768"), "200-16384 pixels"),
+    (("--window-size", "0x0"), "200-16384 pixels"),
+    (("--window-size", "1024"), "WIDTHxHEIGHT"),
+    (("--window-size", "99999x768"), "200-16384 pixels"),
+    (("--keys", "f,j"), "give several values separated by spaces, not commas"),
+    (("--keys", "f"), "give 2 values separated by spaces, got 1"),
     (("--refresh-hz", "1000"), "out of range"),
     (("--refresh-hz", "0"), "out of range"),
     (("--refresh-hz", "nan"), "not a finite number"),
@@ -69,8 +71,10 @@ def test_absurd_options_are_refused_when_parsed(argv, message, capsys):
 
 
 def test_sensible_options_parse():
-    args = parse("--size", "800x600", "--refresh-hz", "60", "--screen", "1", "--auto-advance", "1.5")
-    assert (args.size, args.refresh_hz, args.screen, args.auto_advance) == ((800, 600), 60.0, 1, 1.5)
+    args = parse("--window-size", "800x600", "--refresh-hz", "60", "--screen", "1",
+                 "--auto-advance", "1.5", "--keys", "e", "i")
+    assert (args.window_size, args.refresh_hz, args.screen, args.auto_advance, args.keys) == \
+        ((800, 600), 60.0, 1, 1.5, ["e", "i"])
 
 
 def test_refresh_of_1000_hz_is_refused_even_with_the_override():
@@ -93,12 +97,12 @@ def test_participant_ids_must_be_ascii(pid):
 
 def test_reserved_and_unknown_keys_are_named_as_such():
     with pytest.raises(InputError, match="escape is reserved"):
-        parse_keys("f,escape")
+        parse_keys(["f", "escape"])
     with pytest.raises(InputError, match="unknown key"):
-        parse_keys("f,ü")
+        parse_keys(["f", "ü"])
     with pytest.raises(InputError, match="two different keys"):
-        parse_keys("f,f")
-    assert parse_keys(" F , j ") == ("f", "j")
+        parse_keys(["f", "f"])
+    assert parse_keys([" F ", "j"]) == ("f", "j")
 
 
 def _start(out: Path, pid: str, list_csv: Path, keys=("f", "j"), order="auto"):
