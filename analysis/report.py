@@ -32,7 +32,7 @@ from analysis.normalize import DEFAULT_METHOD, METHODS
 from analysis.trial_checks import check_input_files, check_unique_trials, split_shared_observers
 from analysis.where_results import read_where
 from suite.atomic import atomic_write_text
-from suite.cli_types import float_in, int_at_least, int_in, list_item
+from suite.cli_types import exactly, float_in, int_at_least, int_in, list_item
 from suite.errors import InputError
 from suite.outputs import building_folder, check_output_folder
 from suite.provenance import file_sha256, provenance
@@ -514,10 +514,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-timeout-fraction", type=float_in(0, 1), default=0.2)
     parser.add_argument("--fast-rt-ms", type=float_in(0, 10_000), default=150.0)
     parser.add_argument("--max-fast-fraction", type=float_in(0, 1), default=0.1)
-    parser.add_argument("--stimulus-deg-range", nargs=2, type=float_in(0, 180, low_open=True),
-                        default=None, metavar=("LOW", "HIGH"),
-                        help="exclude participants whose stimulus angle (degrees, stimulus_deg) "
-                             "lies outside LOW-HIGH or was not recorded")
+    parser.add_argument("--stimulus-deg-range", nargs="+", action=exactly(2),
+                        type=list_item(float_in(0, 180, low_open=True)), default=None,
+                        metavar="DEG",
+                        help="LOW HIGH: exclude participants whose stimulus angle (degrees, "
+                             "stimulus_deg) lies outside LOW-HIGH or was not recorded")
 
 
 def main(args) -> int:
