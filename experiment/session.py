@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiment.schema import TRIAL_COLUMNS, TRIAL_LIST_COLUMNS, read_rows
+from experiment.schema import LAB_TRIAL_COLUMNS, TRIAL_COLUMNS, TRIAL_LIST_COLUMNS, read_rows
 from stimuli.schema import CATEGORIES
 from suite.atomic import atomic_write_text
 from suite.errors import InputError
@@ -177,6 +177,8 @@ class Session:
     key_order_info: dict = field(default_factory=dict)
     done: set = field(default_factory=set)
     record: dict = field(default_factory=dict)
+    #: The whole rows already in the CSV (practice rounds are counted from them).
+    rows: list = field(default_factory=list)
 
     def save(self) -> None:
         """Rewrite the session JSON atomically."""
@@ -186,6 +188,18 @@ class Session:
 def list_digest(path: Path) -> str:
     """SHA-256 of the list file's bytes, so a resumed session provably runs the same list."""
     return file_sha256(path)
+
+
+def session_columns(csv_path: Path) -> tuple[str, ...]:
+    """The columns a session CSV is written with: the lab's (trial table + stimulus_deg,
+    practice_round), or the bare trial table for a session begun before they were added
+    (resumed as it began, so its rows keep one header)."""
+    if csv_path.exists() and csv_path.stat().st_size:
+        with open(csv_path, encoding="utf-8", newline="") as fh:
+            header = tuple(fh.readline().rstrip("\r\n").split(","))
+        if header == TRIAL_COLUMNS:
+            return TRIAL_COLUMNS
+    return LAB_TRIAL_COLUMNS
 
 
 def _done_rows(csv_path: Path) -> list[dict]:
@@ -245,4 +259,4 @@ def open_session(out_dir: Path, participant: str, list_path: Path, rows: list[di
     session_id = record.get("session_id") or (done_rows[0]["session_id"] if done_rows else
                                               f"{participant}_{list_id}_{started_utc}")
     done = {trial_key(r) for r in done_rows}
-    return Session(csv_path, json_path, session_id, mapping, order, info, done, record)
+    return Session(csv_path, json_path, session_id, mapping, order, info, done, record, done_rows)

@@ -184,9 +184,54 @@ def format_report(report: dict, session_json: dict | None) -> str:
     return "\n".join(lines)
 
 
+def experimenter_summary(csv_path: Path, session_json: dict) -> dict:
+    """What the experimenter reads at the end of a session: test trials, accuracy (timeouts
+    count as errors), timeouts, the practice rounds, the stimulus angle, and this report's
+    verdict (OK or CHECK with the problems) for the whole session so far."""
+    path = Path(csv_path)
+    rows = read_rows(path, required=TRIAL_COLUMNS, drop_unterminated=True)
+    if not rows:
+        return {"trials": 0, "practice_trials": 0, "verdict": "CHECK",
+                "problems": ["no trials written yet"]}
+    report = timing_report(rows, path)
+    _, problems = session_checks(len(rows), partial_rows(path), session_json,
+                                 path.with_suffix(".json"))
+    test = [r for r in rows if r["practice"] != "1"]
+    angles = sorted({r["stimulus_deg"] for r in rows if r.get("stimulus_deg")})
+    practice = session_json.get("practice") or {}
+    problems = [*report["problems"], *problems]
+    return {"trials": len(test), "practice_trials": len(rows) - len(test),
+            "accuracy": sum(int(r["correct"]) for r in test) / len(test) if test else None,
+            "timeouts": sum(r["timeout"] == "1" for r in test),
+            "practice_rounds": practice.get("rounds"), "practice_criterion_met": practice.get("met"),
+            "stimulus_deg": [float(a) for a in angles],
+            "verdict": "OK" if not problems else "CHECK", "problems": problems}
+
+
+def format_summary(summary: dict) -> str:
+    """The experimenter's summary as a few lines for the terminal."""
+    acc = summary.get("accuracy")
+    lines = [f"summary: {summary['trials']} test trial(s), accuracy "
+             f"{'-' if acc is None else f'{100 * acc:.1f} %'} (timeouts as errors), "
+             f"timeouts {summary.get('timeouts', 0)}; {summary['practice_trials']} practice "
+             "trial(s)"]
+    rounds = summary.get("practice_rounds")
+    if rounds:
+        met = summary.get("practice_criterion_met")
+        lines.append("summary: practice " + ", ".join(
+            f"round {r['round']} {100 * r['accuracy']:.0f} %" for r in rounds)
+            + ("" if met is None else f"; criterion {'met' if met else 'NOT met'}"))
+    angles = summary.get("stimulus_deg")
+    lines.append("summary: stimulus " + (", ".join(f"{a:.2f}°" for a in angles) if angles
+                                         else "angle unknown (no calibration)"))
+    lines.append("summary: timing " + summary["verdict"]
+                 + (" - " + "; ".join(summary["problems"]) if summary["problems"] else ""))
+    return "\n".join(lines)
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("session", metavar="SESSION.csv", help="a lab session file (sub-ID.csv)")
-    parser.add_argument("--json", metavar="FILE", default=None, help="also write the report as JSON")
+    parser.add_argument("--json", metavar="FILE", default=None, help="also write the report to this JSON file")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the verdict is CHECK")
 
 

@@ -291,6 +291,7 @@ def _fake_trial(screen, image, category, practice, mapping, timing, hz, fixation
 def fake_screen(monkeypatch):
     monkeypatch.setattr(lab, "LabScreen", FakeScreen)
     monkeypatch.setattr(lab, "check_display", lambda screen: 1)
+    monkeypatch.setattr(lab, "screen_pixels", lambda screen: (1920, 1080))
     monkeypatch.setattr(lab, "screen_info", lambda screen, fullscr: {"size": [800, 600]})
     monkeypatch.setattr(lab, "run_trial", _fake_trial)
     FakeScreen.on_message = None

@@ -5,7 +5,9 @@ Xvfb has no vsync, so the runner is started with ``--refresh-hz 60 --emulate-vsy
 frame counts and trial logic, not wall-clock durations. Frames shown must equal frames
 intended (24 at 60 Hz) on every trial unless the CPU is oversubscribed (1-min load above
 1.5x the cores, as when other heavy jobs share the machine): then the runner must still
-report every missed frame as dropped.
+report every missed frame as dropped. The runs scale the 256 px images to 8° (253 px on the
+1024 px wide Xvfb screen taken as 34 cm wide, seen from 60 cm), and the drawn size is
+measured in the X server's own pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiment.lists import ListConfig, write_lists
@@ -32,6 +35,10 @@ from tests.support.stimulus_sets import make_stimulus_set
 
 ROOT = Path(__file__).resolve().parents[1]
 XVFB_FLAGS = ["--refresh-hz", "60", "--emulate-vsync", "--allow-refresh", "--auto-advance", "1.5"]
+# 8° on a 1024 px screen 34 cm wide at 60 cm: 2·60·tan(4°) = 8.391 cm · 30.118 px/cm = 252.7 px,
+# drawn at 253 px, which subtend 2·atan((253 / 30.118) / 120) = 8.0087°.
+EIGHT_DEG = ["--screen-width-cm", "34", "--distance-cm", "60", "--stimulus-deg", "8"]
+DRAWN_PX, SHOWN_DEG = 253, "8.0087"
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +68,9 @@ def lists(tmp_path_factory):
 class Runner:
     """The runner as a subprocess whose stdout lines are read on a thread."""
 
-    def __init__(self, display: str, list_csv: Path, participant: str, out: Path, extra=()):
-        env = {**os.environ, "DISPLAY": display}
+    def __init__(self, display: str, list_csv: Path, participant: str, out: Path, extra=(),
+                 env=None):
+        env = {**os.environ, "DISPLAY": display, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "experiment", "run-lab", "--list", str(list_csv),
              "--participant", participant, "--out", str(out), *XVFB_FLAGS, *extra],
@@ -134,7 +142,7 @@ def test_end_to_end_keys_correct_wrong_late_none(display, lists, tmp_path):
     plan = ["correct", "wrong", "correct", "late", "none", "wrong"]  # in list order
     trials = read_rows(list_csv, required=TRIAL_LIST_COLUMNS)
     mapping = key_mapping(("f", "j"), "animal-first")  # the first session of a folder
-    runner = Runner(display, list_csv, "3", tmp_path)
+    runner = Runner(display, list_csv, "3", tmp_path, EIGHT_DEG)
     runner.next_line("ready")
     runner.focus()
     actions, sent = {}, {}
@@ -185,8 +193,12 @@ def test_end_to_end_keys_correct_wrong_late_none(display, lists, tmp_path):
         assert 1100 <= fixation <= 1600 and abs(fixation * 60 / 1000 - round(fixation * 60 / 1000)) < 1e-3
         assert (row["observer_id"], row["observer_type"], row["runner"]) == ("3", "human", "lab")
         assert row["refresh_hz"] == "60.0" and row["stimulus_id"] == trial["stimulus_id"]
+        assert row["stimulus_deg"] == SHOWN_DEG
     record = json.loads((tmp_path / "sub-3.json").read_text())
     run = record["runs"][-1]
+    size = run["stimulus_size"]["sizes"]
+    assert [(s["native_px"], s["drawn_px"]) for s in size] == [(256, DRAWN_PX)]
+    assert run["stimulus_size"]["calibration"]["source"] == "options"
     assert run["keyboard_backend"] == "ptb"  # psychtoolbox, not the event-module fallback
     assert run["emulated_vsync"] is True and run["refresh"]["used_hz"] == 60.0
     assert run["status"] == "complete" and run["trials_written"] == 6
@@ -194,6 +206,62 @@ def test_end_to_end_keys_correct_wrong_late_none(display, lists, tmp_path):
     assert record["key_mapping"] == mapping and record["list_id"] == "list-01"
     assert record["key_order"] == "animal-first" and record["session_number"] == 1
     assert run["frame_intervals"]["n"] > 6 * 24
+
+
+def _image_box(shot, background=(128, 128, 128)) -> tuple[int, int, int, int] | None:
+    """(left, top, width, height) of the pixels differing from the background, if any."""
+    pixels = np.asarray(shot.convert("RGB"))
+    differ = np.any(pixels != np.array(background, dtype=pixels.dtype), axis=2)
+    rows, cols = np.flatnonzero(differ.any(axis=1)), np.flatnonzero(differ.any(axis=0))
+    if not rows.size:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+def test_the_image_is_drawn_at_the_monitors_pixel_size(display, lists, tmp_path):
+    """A Monitor Center calibration (in a temporary PsychoPy home) and --stimulus-deg 8: the
+    screen, grabbed from the X server while the image is up, shows a 253 x 253 px image on
+    whole pixels, centred on the grey background; frames are still counted exactly."""
+    from PIL import ImageGrab
+    from psychopy import monitors
+    from psychopy.monitors import calibTools
+
+    home = tmp_path / "home"
+    folder = home / ".psychopy3" / "monitors"
+    folder.mkdir(parents=True)
+    saved = calibTools.monitorFolder
+    calibTools.monitorFolder = str(folder)
+    try:
+        mon = monitors.Monitor("xvfb-lab", width=34, distance=60, verbose=False, autoLog=False)
+        mon.setSizePix([1024, 768])
+        mon.save()
+    finally:
+        calibTools.monitorFolder = saved
+    runner = Runner(display, lists[0], "px", tmp_path / "out",
+                    ["--monitor", "xvfb-lab", "--stimulus-deg", "8", "--background", "#808080"],
+                    env={"HOME": str(home)})
+    boxes = []
+    n_trials = len(read_rows(lists[0], required=TRIAL_LIST_COLUMNS))
+    for _ in range(n_trials):
+        runner.next_line("onset", timeout=120)
+        box = _image_box(ImageGrab.grab(xdisplay=display))  # the image is up for 400 ms
+        if box and box[2] > 100 and box[3] > 100:  # not the fixation cross or a text
+            boxes.append(box)
+        runner.next_line("saved")
+    assert runner.wait() == 0, runner.proc.stderr.read()
+    assert boxes, "no screenshot caught the image (machine too loaded?)"
+    left, top = (1024 - DRAWN_PX) // 2, (768 - DRAWN_PX) // 2
+    assert set(boxes) == {(left, top, DRAWN_PX, DRAWN_PX)}, boxes
+    rows = read_rows(tmp_path / "out" / "sub-px.csv", required=TRIAL_COLUMNS)
+    assert {r["stimulus_deg"] for r in rows} == {SHOWN_DEG}
+    if not _cpu_starved():
+        assert {(r["frames_intended"], r["frames_shown"]) for r in rows} == {("24", "24")}
+    run = json.loads((tmp_path / "out" / "sub-px.json").read_text())["runs"][-1]
+    cal = run["stimulus_size"]["calibration"]
+    assert (cal["source"], cal["monitor"], cal["width_cm"], cal["distance_cm"]) == \
+        ("monitor", "xvfb-lab", 34.0, 60.0) and cal["calibration_date"]
+    assert run["stimulus_size"]["sizes"][0]["px_per_deg"] == pytest.approx(253 / 8.00872, abs=1e-3)
+    assert run["background_rgb255"] == [128, 128, 128] and run["summary"]["trials"] == 4
 
 
 @pytest.mark.slow  # ~60 s on 2 busy cores
