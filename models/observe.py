@@ -138,7 +138,7 @@ def array_batches(images: np.ndarray, prep: Preprocessing, batch_size: int,
     """Model-ready batches of (N, H, W, 3) uint8 ``images`` (e.g. a memory-mapped decoded set),
     preparing the next batch while one runs; equal to ``batched_inputs`` on the same pixels."""
     return prefetched(len(images), batch_size,
-                      lambda i, j: to_model_input(np.asarray(images[i:j]), prep, device))
+                      lambda i, j: to_model_input(np.array(images[i:j]), prep, device))
 
 
 def model_logits(model: ZooModel, paths: Sequence[Path], batch_size: int | None = None,
