@@ -87,6 +87,8 @@ COLUMNS: dict[str, dict] = {
                     "timing is void)", "Levels": {"1": "interrupted", "0": "not interrupted"}},
     "stimulus_deg": {"Description": "Width of the image as shown", "Units": "degrees of "
                      "visual angle"},
+    "practice_round": {"Description": "Round of practice (1, 2, ...; practice repeats until "
+                       "an accuracy criterion is met); n/a for test trials"},
     "dataset": {"Description": "Experiment the trial belongs to ('animal-vs-non-animal' for "
                 "the suite's own; model-vs-human experiment names otherwise)"},
     "condition": {"Description": "The experiment's own condition label (model-vs-human)"},
@@ -101,7 +103,7 @@ _ANALYSIS_ONLY = ("guess", "fit_scale", "increasing", "source_file", "observer_i
 def _columns(df: pd.DataFrame) -> list[str]:
     """The data columns to export, in the trial table's order, observer_id excluded (it is the
     subject), then any other recorded column the table has."""
-    base = [c for c in (*TRIAL_COLUMNS, *OPTIONAL_TRIAL_COLUMNS, "stimulus_deg") if c in df]
+    base = [c for c in dict.fromkeys((*TRIAL_COLUMNS, *OPTIONAL_TRIAL_COLUMNS)) if c in df]
     extra = [c for c in ("dataset", "condition", "level") if c in df]
     cols = [c for c in base if c != "observer_id"] + extra
     unknown = [c for c in df.columns if c not in cols and c != "observer_id"
