@@ -12,15 +12,17 @@ its (1 − α) percentile interval excludes 0. Power is the detection rate over 
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from analysis.align import MSE_FLOOR
 from analysis.normalize import DEFAULT_METHOD, normalize
-from analysis.power_engine import PowerPoint, simulate_power, smallest_n
+from analysis.power_engine import PowerPoint, SearchResult, search_n, simulate_power, smallest_n
 from experiment.lists import latin_square_levels
 from experiment.simulate import PsychometricObserver, simulate_observer
 from stimuli.config import DEFAULT_LEVELS, log_spaced_levels
@@ -104,8 +106,10 @@ def expected_scores(design: PowerDesign, n_draws: int = 20000, seed: int = 0) ->
 
 def detect(k: np.ndarray, m: np.ndarray, design: PowerDesign, rng: np.random.Generator) -> bool:
     """Is the A−B score difference detected from per-participant counts k, m of shape (n, L)?"""
-    n = k.shape[0]
-    w = rng.multinomial(n, np.full(n, 1.0 / n), size=design.n_boot).astype(float)
+    n, r = k.shape[0], design.n_boot
+    # participants drawn with replacement: each resample's counts of each participant
+    draws = rng.integers(0, n, (r, n)) + (np.arange(r) * n)[:, None]
+    w = np.bincount(draws.ravel(), minlength=r * n).reshape(r, n).astype(float)
     acc = (w @ k) / (w @ m)                                 # (R, L) pooled human curves
     s = _scores(acc, design)
     diff = s[:, 0] - s[:, 1]
@@ -125,8 +129,11 @@ def count_experiment(design: PowerDesign):
     m = design.trials_per_level()
 
     def run(n: int, rng: np.random.Generator) -> bool:
-        p = np.stack([design.observer(t, design.human_slope, design.human_lapse).p_correct(lv)
-                      for t in _thresholds(n, design, rng)])
+        # PsychometricObserver.p_correct for every participant at once (n, L)
+        x = np.log10(lv)[None, :] - np.log10(_thresholds(n, design, rng))[:, None]
+        guess = design.observer(design.human_threshold, design.human_slope,
+                                design.human_lapse).guess
+        p = guess + (1 - guess - design.human_lapse) / (1 + np.exp(-design.human_slope * x))
         k = rng.binomial(np.broadcast_to(m, p.shape), p).astype(float)
         return detect(k, np.broadcast_to(m, p.shape).astype(float), design, rng)
 
@@ -167,20 +174,29 @@ def power_analysis(design: PowerDesign, n_values, n_sims: int = 200, seed: int =
     return simulate_power(count_experiment(design), n_values, n_sims, seed, progress)
 
 
-def _figure(points: list[PowerPoint], target: float, path: Path, title: str) -> None:
+def _figure(points: list[PowerPoint], target: float, path: Path, title: str,
+            labelled=(), found: int | None = None) -> None:
     import io
 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.0, 3.9), dpi=120)
     n = [p.n for p in points]
     ax.errorbar(n, [p.power for p in points], yerr=[2 * p.mc_se for p in points], marker="o",
-                capsize=3, color="#1f4e79", label="simulated power (±2 MC s.e.)")
+                ms=4, capsize=3, color="#1f4e79", label="simulated power (±2 MC s.e.)")
     ax.axhline(target, ls="--", color="#b03a2e", label=f"target {target:g}")
+    if found is not None:
+        ax.axvline(found, ls=":", color="#2e7d32", label=f"smallest n found: {found}")
     ax.set_xscale("log")
-    ax.set_xticks(n, [str(v) for v in n])
+    doubled = {v for v in n if v > max(labelled, default=0) and v & (v - 1) == 0}
+    ticks = sorted(set(labelled) | doubled | ({found} if found else set())) or n
+    if found is not None:  # a label next to the answer would overlap it
+        ticks = [t for t in ticks if t == found or not 0.8 < t / found < 1.25]
+    ax.set_xticks(ticks, [str(v) for v in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())   # no "3×10¹" over "32"
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("participants")
     ax.set_ylabel("power")
@@ -248,6 +264,41 @@ def add_arguments(parser) -> None:
                         help=f"bootstrap resamples per study (at least {MIN_BOOT}; default "
                              f"{d.n_boot})")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
+    parser.add_argument("--no-search", dest="search", action="store_false",
+                        help="only simulate the --n counts; by default the smallest n reaching "
+                             "--power is searched (doubling from the counts, then bisection)")
+    parser.add_argument("--max-n", type=_participant_count, default=4096,
+                        help="largest n the search tries (default 4096)")
+
+
+def _search_record(search: SearchResult, seconds: float) -> dict:
+    return {"n": search.n, "n_max": search.n_max, "seconds": round(seconds, 1),
+            "power_at_n": None if search.at_n is None else search.at_n.power,
+            "mc_se_at_n": None if search.at_n is None else search.at_n.mc_se,
+            "below": None if search.below is None else asdict(search.below),
+            "within_2_mc_se_of_target": search.near,
+            "simulated_n": [p.n for p in search.points]}
+
+
+def _answer(need: int | None, search: SearchResult | None, target: float, top: int) -> str:
+    """The line that answers "how many participants do I need?"."""
+    if search is None:
+        return (f"smallest simulated n with power ≥ {target:g}: "
+                + (str(need) if need is not None else
+                   f"not reached up to {top} (drop --no-search to search further)"))
+    if search.n is None:
+        return (f"power {target:g} is not reached even with {search.n_max} participants "
+                "(--max-n); the models differ too little for this design")
+    text = (f"smallest n with power ≥ {target:g}: {search.n} (power {search.at_n.power:.3f} ± "
+            f"{search.at_n.mc_se:.3f} MC s.e.")
+    if search.below is not None:
+        text += (f"; n = {search.below.n} gave {search.below.power:.3f} ± "
+                 f"{search.below.mc_se:.3f}")
+    text += ")"
+    if len(search.near) > 1:
+        text += (f"; n = {', '.join(map(str, search.near))} are all within 2 MC s.e. of the "
+                 "target, so the answer is that uncertain (more --sims narrows it)")
+    return text
 
 
 def main(args) -> int:
@@ -261,29 +312,46 @@ def main(args) -> int:
         model_b_threshold=args.model_b_threshold, model_slope=args.model_slope,
         normalization=args.normalization, alpha=args.alpha, n_boot=args.n_boot)
     truth = expected_scores(design)
-    points = power_analysis(design, n_values, args.sims, args.seed)
-    # The same study with B identical to A: how often a difference is "found" that isn't
-    # there. The participant bootstrap is anti-conservative with very few participants.
-    null = power_analysis(replace(design, model_b_threshold=design.model_a_threshold),
-                          n_values, args.sims, args.seed + 1)
-    need = smallest_n(points, args.power)
-    lines = ["n_participants,power,mc_se,n_sims,rejections,false_positive_rate"]
-    lines += [f"{p.n},{p.power:.4f},{p.mc_se:.4f},{p.n_sims},{p.rejections},{q.power:.4f}"
-              for p, q in zip(points, null, strict=True)]
+    with threadpool_limits(1):  # one small matrix product per resample: BLAS threads only wait
+        points = power_analysis(design, n_values, args.sims, args.seed)
+        # The same study with B identical to A: how often a difference is "found" that isn't
+        # there. The participant bootstrap is anti-conservative with very few participants.
+        null_design = replace(design, model_b_threshold=design.model_a_threshold)
+        null = {q.n: q for q in power_analysis(null_design, n_values, args.sims, args.seed + 1)}
+        search = None
+        if args.search:
+            print(f"searching the smallest n with power ≥ {args.power:g} (up to {args.max_n})")
+            t0 = time.perf_counter()
+            search = search_n(count_experiment(design), args.power, n_sims=args.sims,
+                              seed=args.seed, n_max=max(args.max_n, max(n_values)),
+                              known=points, say=print)
+            seconds = time.perf_counter() - t0
+            points = search.points
+            if search.n is not None and search.n not in null:
+                null[search.n] = search_n(count_experiment(null_design), 1.0, n_sims=args.sims,
+                                          seed=args.seed + 1, n_start=search.n,
+                                          n_max=search.n, progress=False).points[0]
+    need = search.n if search is not None else smallest_n(points, args.power)
+    lines = ["n_participants,power,mc_se,n_sims,rejections,false_positive_rate,source"]
+    lines += [f"{p.n},{p.power:.4f},{p.mc_se:.4f},{p.n_sims},{p.rejections},"
+              f"{'' if p.n not in null else f'{null[p.n].power:.4f}'},"
+              f"{'grid' if p.n in n_values else 'search'}" for p in points]
     title = (f"A: threshold {design.model_a_threshold:g}%, B: {design.model_b_threshold:g}% "
              f"(−log MSE {truth[0]:.2f} vs {truth[1]:.2f}); α={design.alpha:g}")
     record = provenance(**asdict(design), n_values=n_values, n_sims=args.sims,
-                        target_power=args.power, seed=args.seed)
+                        target_power=args.power, seed=args.seed, search=args.search,
+                        max_n=args.max_n)
     record["expected_scores"] = {"model_a": float(truth[0]), "model_b": float(truth[1])}
     record["smallest_n"] = need
+    if search is not None:
+        record["search"] = _search_record(search, seconds)
     record["observers"] = "simulated (experiment.simulate.PsychometricObserver)"
     with building_folder(out, "analysis power") as tmp:
         atomic_write_text(tmp / "power.csv", "\n".join(lines) + "\n")
-        _figure(points, args.power, tmp / "power.png", title)
+        _figure(points, args.power, tmp / "power.png", title, n_values, need)
         atomic_write_text(tmp / "power.json", json.dumps(record, indent=2) + "\n")
     print("\n".join(lines))
     print(f"expected −log MSE: model A {truth[0]:.3f}, model B {truth[1]:.3f}")
-    print(f"smallest n with power ≥ {args.power:g}: "
-          f"{need if need is not None else f'not reached up to {max(n_values)}'}")
+    print(_answer(need, search, args.power, max(n_values)))
     print(f"wrote {out / 'power.csv'}, {out / 'power.png'}, {out / 'power.json'}")
     return 0

@@ -52,7 +52,8 @@ def test_cli_writes_table_figure_and_provenance(tmp_path):
     out = tmp_path / "power"
     proc = subprocess.run(
         [sys.executable, "-m", "analysis", "power", "--out", str(out), "--n", "6", "60",
-         "--sims", "60", "--images", "110", "--n-boot", "100", "--model-b-threshold", "18"],
+         "--sims", "60", "--images", "110", "--n-boot", "100", "--model-b-threshold", "18",
+         "--no-search"],  # the grid only
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     with open(out / "power.csv", newline="") as fh:
@@ -64,7 +65,7 @@ def test_cli_writes_table_figure_and_provenance(tmp_path):
     assert record["parameters"]["model_b_threshold"] == 18.0
     assert record["observers"].startswith("simulated")
     assert (out / "power.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "smallest n with power" in proc.stdout
+    assert "smallest simulated n with power" in proc.stdout
 
 
 def _power_cli(*args, timeout=120):
@@ -132,3 +133,71 @@ def test_scores_of_identical_curves_are_capped_without_warnings():
         undefined = _scores(np.full(len(design.levels_percent), 0.5), design)
     assert same == pytest.approx([NEG_LOG_MSE_CAP, NEG_LOG_MSE_CAP])
     assert np.isnan(undefined).all()
+
+
+def test_search_finds_the_known_n_of_a_z_test():
+    # two-sample z test, delta 0.5 sigma: 80 % power needs n = 63 per group (analytic)
+    from analysis.power_engine import search_n, two_sample_z_experiment, two_sample_z_power
+
+    exact = next(n for n in range(2, 500) if two_sample_z_power(0.5, 1.0, n) >= 0.8)
+    assert exact == 63
+    found = search_n(two_sample_z_experiment(0.5, 1.0), 0.8, n_sims=2000, seed=1,
+                     progress=False)
+    assert abs(found.n - exact) <= 6, found.n          # MC error at 2000 sims: ±~2 % power
+    assert found.at_n.power >= 0.8 and found.below.power < 0.8
+    assert found.below.n < found.n
+    ns = [p.n for p in found.points]
+    assert {4, 8, 16, 32, 64} <= set(ns) and len(ns) <= 14   # doubling, then bisection
+    assert exact in range(min(found.near), max(found.near) + 1) or abs(found.n - exact) <= 2
+
+
+def test_search_reports_a_target_out_of_reach():
+    from analysis.power_engine import search_n, two_sample_z_experiment
+
+    found = search_n(two_sample_z_experiment(0.01, 1.0), 0.9, n_sims=50, seed=0, n_max=64,
+                     progress=False)
+    assert found.n is None and found.at_n is None
+    assert [p.n for p in found.points] == [4, 8, 16, 32, 64]
+
+
+def test_cli_searches_n_itself_and_the_figure_has_no_minor_labels(tmp_path):
+    out = tmp_path / "power"
+    proc = _power_cli("--out", out, "--n", "4", "8", "--sims", "60", "--images", "110",
+                      "--n-boot", "100", "--model-b-threshold", "18", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "power.json").read_text())
+    n = record["search"]["n"]
+    assert n is not None and n > 8 and record["smallest_n"] == n
+    with open(out / "power.csv", newline="") as fh:
+        rows = {int(r["n_participants"]): r for r in csv.DictReader(fh)}
+    assert rows[n]["source"] == "search" and float(rows[n]["power"]) >= 0.8
+    assert rows[n]["false_positive_rate"] != ""          # the null is simulated at the answer
+    below = record["search"]["below"]
+    assert below["n"] < n and below["power"] < 0.8
+    assert f"smallest n with power ≥ 0.8: {n} (power" in proc.stdout and "MC s.e." in proc.stdout
+
+
+def test_power_figure_labels_only_major_ticks(tmp_path):
+    from analysis.power import _figure
+    from analysis.power_engine import PowerPoint
+
+    captured = {}
+    import matplotlib.pyplot as plt
+    real_close = plt.close
+
+    def keep(fig):
+        captured["fig"] = fig
+        real_close(fig)
+
+    pts = [PowerPoint(n, min(1.0, n / 300), 0.02, 200, 1) for n in (4, 8, 16, 32, 64, 128,
+                                                                     192, 224, 232, 256)]
+    plt.close = keep
+    try:
+        _figure(pts, 0.8, tmp_path / "p.png", "t", labelled=(4, 8, 16, 32, 64), found=232)
+    finally:
+        plt.close = real_close
+    ax = captured["fig"].axes[0]
+    minor = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    major = [t.get_text() for t in ax.get_xticklabels()]
+    assert minor == []                                   # no "3×10¹" printed over "32"
+    assert major == ["4", "8", "16", "32", "64", "128", "232"]  # 256 too close to 232
