@@ -164,7 +164,7 @@ def threshold_figure(fits: pd.DataFrame, highlights=(), classes: dict | None = N
             shown = np.clip(t[ok], lo, hi)
             if ok.sum() >= 5 and np.ptp(np.log10(shown) if log else shown) > 0:
                 data = np.log10(shown) if log else shown
-                v = ax.violinplot(data, positions=[y], vert=False, widths=0.8,
+                v = ax.violinplot(data, positions=[y], orientation="horizontal", widths=0.8,
                                   showextrema=False)
                 for body in v["bodies"]:
                     body.set_facecolor(color)

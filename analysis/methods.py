@@ -94,8 +94,7 @@ def study_facts(trials: pd.DataFrame, kept: pd.DataFrame, excl: ExclusionReport,
             for reason in r.split("; "):
                 reasons[reason] = reasons.get(reason, 0) + 1
         kept_rows = kept[kept["observer_type"] == kind]
-        per = kept_rows[kept_rows["level"].notna() | kept_rows["level"].isna()].groupby(
-            ["dataset", "observer_id"]).size()
+        per = kept_rows.groupby(["dataset", "observer_id"]).size()
         groups[kind] = {"recruited": int(len(rows)), "excluded": int(rows["excluded"].sum()),
                         "kept": int((~rows["excluded"]).sum()), "reasons": reasons,
                         "runners": sorted(set(trials.loc[trials["observer_type"] == kind,
@@ -163,12 +162,12 @@ def overview_rows(facts: dict) -> list[tuple[str, str]]:
     s = facts["stimulus_set"]
     if s:
         rows.append(("Stimuli", f"{s['n_images']} images ({s['n_animal']} animal, "
-                     f"{s['n_non_animal']} non-animal), {s['n_stimuli']} stimuli; levels "
+                     f"{s['n_non_animal']} non-animal), {s['n_stimuli']} stimuli; "
                      f"{_levels_text(s['levels_percent'] or [])} % revealed"
                      f"{' + the full image' if s['full'] else ''}; order {s['order']}, "
                      f"budget {s['budget']} px ({s['folder']})"))
     else:
-        rows.append(("Stimuli", f"{facts['images']} images in the trials; levels "
+        rows.append(("Stimuli", f"{facts['images']} images in the trials; "
                      f"{_levels_text(facts['levels'])}"
                      f"{' + the full image' if facts['full_condition'] else ''}"))
     human = facts["maps_human"]
@@ -223,8 +222,8 @@ def methods_text(facts: dict) -> str:
         text = f"{_count(g['recruited'], one, many)} took part"
         if g["excluded"]:
             why = "; ".join(f"{n} for {_reason_text(r)} ({r})" for r, n in g["reasons"].items())
-            text += (f"; {g['excluded']} were excluded ({why}), leaving {g['kept']} for "
-                     "analysis")
+            text += (f"; {g['excluded']} {'was' if g['excluded'] == 1 else 'were'} excluded "
+                     f"({why}), leaving {g['kept']} for analysis")
         else:
             text += ", and none was excluded"
         people.append(text + ".")
@@ -274,7 +273,8 @@ def methods_text(facts: dict) -> str:
             "min–max over levels, (accuracy − minimum)/(maximum − minimum)")
     analysis += (
         f"Curves were normalized {norm}. A model's decision alignment is −log of the mean "
-        f"squared difference between its normalized curve and the pooled human curve (the "
+        f"squared difference between its normalized curve and the participants' pooled "
+        "curve (the "
         f"MSE floored at {MSE_FLOOR:g}); correlation across levels, the ratio of fitted "
         "thresholds and error consistency (Cohen's κ per level) are reported too. Intervals "
         f"are 95 % percentile intervals of {facts['n_boot']:,} bootstrap resamples drawing "
