@@ -41,8 +41,8 @@ def overview_rows(df: pd.DataFrame) -> list[tuple[str, str]]:
     if not s["participants"]:
         return []
     if not s["with_angle"]:
-        return [("Stimulus size", "visual angle not recorded (no screen calibration: images at "
-                 "their own pixel size; see docs/experiment.md, Stimulus size)")]
+        return [("Stimulus size", "visual angle not recorded in the trial tables (no "
+                 "stimulus_deg: the screen was not calibrated, or the data predate it)")]
     if round(s["min_deg"], 2) == round(s["max_deg"], 2):
         text = f"{s['min_deg']:.2f}° of visual angle for all {s['with_angle']} participant(s)"
     else:
