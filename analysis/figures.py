@@ -283,6 +283,7 @@ def scatter_with_front(ax, x: pd.Series, y: pd.Series, harmonized: pd.Series, cl
         ax.plot(x[front], y[front], "--", color="#1f4e79", lw=1.1, zorder=2)
         ax.scatter(x[front], y[front], s=110, facecolor="none", edgecolor="#1f4e79",
                    linewidth=1.0, zorder=2, label="Pareto front (not harmonized)")
+    ax.margins(x=0.08)  # room for the label of the rightmost point
     picked = [i for i, n in enumerate(names) if n in highlights and np.isfinite(x[i])
               and np.isfinite(y[i])]
     label_points(ax, x[picked], y[picked], [str(names.iloc[i]) if hasattr(names, "iloc")

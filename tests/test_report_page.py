@@ -182,8 +182,9 @@ def test_centre_bias_control_is_each_map_against_the_mean_of_the_others():
         centre_bias_control(maps[:1])
 
 
-def screenshot(page_path: Path, png: Path) -> int:
-    """The top 1280×800 of a report page as PNG; returns the page's scroll width."""
+def screenshot(page_path: Path, png: Path, height: int = 1600) -> int:
+    """The top ``height`` px of a report page laid out at 1280×800, as PNG; returns the
+    page's scroll width."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -192,7 +193,8 @@ def screenshot(page_path: Path, png: Path) -> int:
         page.goto(Path(page_path).resolve().as_uri())
         page.wait_for_load_state("load")
         width = page.evaluate("document.documentElement.scrollWidth")
-        page.screenshot(path=str(png))
+        page.screenshot(path=str(png), full_page=True,
+                        clip={"x": 0, "y": 0, "width": 1280, "height": height})
         browser.close()
     return width
 
