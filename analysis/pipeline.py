@@ -232,19 +232,13 @@ def _simulated(cfg: StudyConfig, list_paths: list[Path], out: Path) -> Path | No
 
 
 def _models(cfg: StudyConfig, set_dir: Path, out: Path) -> tuple[Path | None, Path | None]:
-    from experiment.schema import TRIAL_COLUMNS, write_table
-    from models.accuracy import accuracy, write_accuracy_csv
-    from models.observe import observe
-    from models.zoo import create
+    """The model observers through ``models sweep`` (the set decoded once, one output per
+    model in ``out/models``); the merged tables land where the report reads them."""
+    from models.sweep import SweepOptions, sweep
 
     m = cfg.models
     if not m.names:
         return None, None
-    zoo = [create(name, device=m.device) for name in m.names]
-    rows = observe(zoo, set_dir, rule=m.rule, batch_size=m.batch_size or None,
-                   device=m.device, precision=m.precision)
-    trials = write_table(out / "trials" / "models.csv", rows, TRIAL_COLUMNS)
-    acc_path = None
     images = cfg.path(m.accuracy_images) if m.accuracy_images else None
     if images is not None and not images.exists():
         if m.accuracy_required:
@@ -252,13 +246,24 @@ def _models(cfg: StudyConfig, set_dir: Path, out: Path) -> tuple[Path | None, Pa
         print(f"   NOTE: {images} not found — ImageNet accuracy not measured; the "
               "accuracy-vs-alignment figure is left out")
         images = None
+    rules = (m.rule,) if isinstance(m.rule, str) else tuple(m.rule)
+    result = sweep(list(m.names), SweepOptions(
+        stimuli=set_dir, out=out / "models", rules=rules, accuracy=images,
+        batch_size=m.batch_size or None, device=m.device, precision=m.precision,
+        log=lambda line: print(f"   {line}")))
+    if result["failed"]:
+        failed = "; ".join(f"{s['model']}: {s['error']}" for s in result["failed"])
+        raise InputError(f"[models] {len(result['failed'])} model(s) failed ({failed}); "
+                         f"see {out / 'models' / 'failures.csv'}")
+    trials = out / "trials" / "models.csv"
+    trials.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(result["trials"], trials)
+    acc_path = None
     if images is not None:
-        results = []
-        for zm in zoo:
-            a = accuracy(zm, images, batch_size=m.batch_size or None)
-            results.append(a)
-            print(f"   {zm.name}: ImageNet top-1 {a.top1:.1%} on {a.n_images} images")
-        acc_path = write_accuracy_csv(out / "model_accuracy.csv", results, m.rule, images)
+        for s in result["summary"]:
+            print(f"   {s['model']}: ImageNet top-1 {float(s['top1']):.1%}")
+        acc_path = out / "model_accuracy.csv"
+        shutil.copyfile(result["accuracy"], acc_path)
     return trials, acc_path
 
 
