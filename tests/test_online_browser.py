@@ -20,6 +20,7 @@ from experiment.online.export import export_trials
 from experiment.online.server import create_app
 from experiment.online.validation import TRIAL_FIELDS
 from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS, read_rows
+from tests.support.chinrest import calibrate
 from tests.support.local_server import free_port, serve_in_thread
 from tests.support.sample_study import make_lists, make_stimulus_set
 
@@ -45,6 +46,7 @@ STATE_JS = """() => {
   if (document.querySelector('#jspsych-html-keyboard-response-stimulus:not([data-seen])'))
     return 'space';
   if (document.querySelector('#rc-agree')) return 'consent';
+  if (document.querySelector('#jspsych-resize-handle')) return 'chinrest';
   return null;
 }"""
 
@@ -55,7 +57,8 @@ def site(tmp_path_factory) -> Path:
     manifest = make_stimulus_set(root / "set", n_images=4)
     lists = make_lists(manifest, root / "lists.csv", n_lists=2, n_blocks=2, n_practice=1,
                        stimuli_dir=root / "set")
-    config = StudyConfig(study_id="browser-test", lists=(), keys=KEYS, completion_code="DONE42")
+    config = StudyConfig(study_id="browser-test", lists=(), keys=KEYS, completion_code="DONE42",
+                         stimulus_deg=8.0)
     return build_site([lists], root / "set", root / "site", config)
 
 
@@ -70,11 +73,13 @@ def browser():
 
 
 def drive(page, presses: dict, stop_after: int | None = None, timeout_s: float = 90.0,
-          interrupt=None) -> str:
+          interrupt=None, pattern: list | None = None) -> str:
     """Answer screens until done (or until ``stop_after`` trials were answered); record presses by seq.
 
     ``interrupt(page, n)``, if given, runs when the n-th trial's image is up; when it returns
     True the trial must end interrupted (the pause screen) and is recorded as "interrupted".
+    ``pattern``: the keys for the trials in the order they are shown (default: PATTERN by
+    trials recorded).
     """
     answered = 0
     deadline = time.monotonic() + timeout_s
@@ -87,6 +92,9 @@ def drive(page, presses: dict, stop_after: int | None = None, timeout_s: float =
         if state == "consent":
             page.click("#rc-agree")
             page.wait_for_selector("#rc-agree", state="detached")
+        elif state == "chinrest":  # a 324 px card (37.85 px/cm), sitting 60 cm away
+            calibrate(page)
+            page.wait_for_selector("#jspsych-resize-handle", state="detached")
         elif state == "fullscreen":
             page.click("#jspsych-fullscreen-btn")
             page.wait_for_selector("#jspsych-fullscreen-btn", state="detached")
@@ -106,7 +114,8 @@ def drive(page, presses: dict, stop_after: int | None = None, timeout_s: float =
             presses[seq] = "interrupted"
         elif state == "stimulus":
             seq = page.evaluate("window.rcStudy.currentSeq")
-            key = PATTERN[len(presses) % len(PATTERN)]
+            keys = pattern or PATTERN
+            key = keys[answered % len(keys)] if pattern else keys[len(presses) % len(keys)]
             if key is not None:
                 page.keyboard.press(key)
             page.eval_on_selector("#rc-stage", "e => e.dataset.seen = '1'")

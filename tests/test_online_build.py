@@ -281,10 +281,13 @@ def test_page_modules_and_their_config_come_from_the_python_side(study, tmp_path
     page = (public / "index.html").read_text()
     assert '<script type="module" src="experiment.js"></script>' in page
     # every module the page imports is in the site, the generated one included
-    imported = set()
-    for name in ("experiment.js", "timeline.js", "checks.js", "delivery.js", "page.js"):
-        imported |= set(re.findall(r'from "\./([\w.-]+\.js)"', (public / name).read_text()))
-    assert imported == {"checks.js", "delivery.js", "page.js", "timeline.js", PAGE_CONFIG}
+    imported, todo = set(), ["experiment.js"]
+    while todo:
+        found = set(re.findall(r'from "\./([\w.-]+\.js)"', (public / todo.pop()).read_text()))
+        todo += [n for n in found - imported if n != PAGE_CONFIG]
+        imported |= found
+    assert imported == {"checks.js", "delivery.js", "page.js", "timeline.js", "calibration.js",
+                        "visual-angle.js", "resample.js", PAGE_CONFIG}
     assert all((public / name).is_file() for name in imported)
     config = read_page_module(public / PAGE_CONFIG)
     # the fields the page posts are those the server accepts
@@ -300,3 +303,86 @@ def test_page_modules_and_their_config_come_from_the_python_side(study, tmp_path
                                                          "checks.js"))
     for literal in ("1100", "1600", "550", "256", "48", "250", "0.4"):
         assert not re.search(rf"(?<![\w.]){re.escape(literal)}(?![\w.])", source), literal
+
+
+# ---- issue 17: stimulus size, the lab's setup and its own texts --------------------------------
+
+def test_size_setup_and_the_labs_texts_reach_the_page_and_the_provenance(study, tmp_path):
+    import hashlib
+    lists, stimuli = study
+    consent = tmp_path / "consent.md"
+    consent.write_text("## Our consent\n\nEthics ref 42. <script>alert(1)</script>\n")
+    instructions = tmp_path / "instructions.html"
+    instructions.write_text('<p onclick="x()">Press {animal_key} for animals, '
+                            '{non_animal_key} otherwise.</p><img src=x onerror=alert(1)>')
+    debrief = tmp_path / "debrief.md"
+    debrief.write_text("Thanks! [More](https://lab.example/about)\n")
+    out = tmp_path / "site"
+    assert _build_cli(lists, stimuli, out, "--stimulus-deg", "6.5", "--background", "grey",
+                      "--practice-criterion", "0.8", "--practice-max-rounds", "2",
+                      "--consent", str(consent), "--instructions", str(instructions),
+                      "--debrief", str(debrief)) == 0
+    config = read_page_module(out / "public" / PAGE_CONFIG)
+    assert config["stimulus_deg"] == 6.5
+    assert (config["background"], config["text_colour"]) == ("#808080", "#000000")  # lab_setup.text_colour
+    assert config["practice"] == {"criterion": 0.8, "max_rounds": 2}
+    assert config["calibration"]["card_width_mm"] == pytest.approx(85.6)
+    assert config["calibration"]["px_per_cm_min"] == 15.0
+    texts = config["texts"]
+    assert "<h2>Our consent</h2>" in texts["consent"] and "<script" not in texts["consent"]
+    assert texts["instructions"] == ('<p>Press <span class="rc-key">F</span> for animals, '
+                                     '<span class="rc-key">J</span> otherwise.</p>')
+    assert 'href="https://lab.example/about"' in texts["debrief"]
+    study_json = json.loads((out / "study.json").read_text())
+    assert study_json["stimulus_deg"] == 6.5 and study_json["practice_max_rounds"] == 2
+    prov = json.loads((out / "provenance.json").read_text())["parameters"]["texts"]
+    for name, f in (("consent", consent), ("instructions", instructions), ("debrief", debrief)):
+        assert prov[name]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+        assert prov[name]["file"] == str(f)
+    # the chinrest plugin is served from the site like the other jsPsych files
+    vendored = out / "public" / "vendor" / "plugin-virtual-chinrest.js"
+    assert vendored.read_bytes().startswith(b"var jsPsychVirtualChinrest=")
+    assert '<script src="vendor/plugin-virtual-chinrest.js"></script>' in (
+        out / "public" / "index.html").read_text()
+
+
+def test_defaults_are_8_degrees_white_built_in_texts_and_native_size_is_an_option(
+        study, tmp_path):
+    lists, stimuli = study
+    assert _build_cli(lists, stimuli, tmp_path / "a") == 0
+    config = read_page_module(tmp_path / "a" / "public" / PAGE_CONFIG)
+    assert config["stimulus_deg"] == 8.0 and config["background"] == "#ffffff"
+    assert config["texts"] == {"consent": None, "instructions": None, "debrief": None}
+    assert config["practice"] == {"criterion": None, "max_rounds": 3}
+    assert json.loads((tmp_path / "a" / "provenance.json").read_text())["parameters"]["texts"] == {}
+    assert _build_cli(lists, stimuli, tmp_path / "b", "--native-size") == 0
+    assert read_page_module(tmp_path / "b" / "public" / PAGE_CONFIG)["stimulus_deg"] is None
+
+
+@pytest.mark.parametrize("more,message", [
+    (["--native-size", "--stimulus-deg", "8"], "--native-size and --stimulus-deg"),
+    (["--consent", "nowhere.md"], "--consent nowhere.md: file not found"),
+    (["--debrief", "debrief.txt"], "use a Markdown (.md) or HTML (.html) file"),
+])
+def test_bad_size_or_text_options_are_one_error_and_no_site(study, tmp_path, capsys, more,
+                                                            message):
+    lists, stimuli = study
+    (tmp_path / "debrief.txt").write_text("hi")
+    more = [str(tmp_path / m) if m.endswith((".md", ".txt")) else m for m in more]
+    out = tmp_path / "site"
+    assert _build_cli(lists, stimuli, out, *more) == 2
+    err = _one_error(capsys)
+    assert message.replace("nowhere.md", str(tmp_path / "nowhere.md")) in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option,value", [("--stimulus-deg", "0.1"), ("--stimulus-deg", "90"),
+                                          ("--practice-criterion", "1.5"),
+                                          ("--practice-max-rounds", "0"),
+                                          ("--background", "not-a-colour")])
+def test_out_of_range_setup_is_refused_at_parse_time(study, tmp_path, capsys, option, value):
+    lists, stimuli = study
+    with pytest.raises(SystemExit) as stop:
+        _build_cli(lists, stimuli, tmp_path / "site", option, value)
+    assert stop.value.code == 2 and option in capsys.readouterr().err
+    assert not (tmp_path / "site").exists()

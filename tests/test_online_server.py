@@ -534,3 +534,181 @@ def test_export_of_a_file_that_is_not_a_database_is_one_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and str(notdb) in err
     assert notdb.read_text() == "observer_id,seq\n" and not (tmp_path / "out.csv").exists()
+
+
+# ---- issue 17: the virtual chinrest's calibration, screen-outs, practice rounds ---------------
+
+@pytest.fixture(scope="module")
+def cal_site(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("calibrated")
+    manifest = make_stimulus_set(root / "set", n_images=2)
+    lists = make_lists(manifest, root / "lists.csv", n_lists=2, n_practice=2,
+                       stimuli_dir=root / "set")
+    config = StudyConfig(study_id="cal-test", lists=(), stimulus_deg=8.0,
+                         practice_criterion=0.8, practice_max_rounds=2)
+    return build_site([lists], root / "set", root / "site", config)
+
+
+@pytest.fixture
+def cal_app(cal_site, tmp_path):
+    return create_app(cal_site, tmp_path / "study.sqlite", ADMIN)
+
+
+def chinrest(card=324.0, distance=60.0, dpr=2.0, drawn=None) -> dict:
+    """What the page sends: 8° at 60 cm and 324/8.56 CSS px/cm at dpr 2 is
+    2·60·tan(4°)·37.85·2 = 8.3912 cm × 75.70 px/cm = 635.2 -> 635 device px."""
+    return {"card_width_px": card, "px_per_cm": card / 8.56, "distance_cm": distance,
+            "dpr": dpr, "drawn_px": 635 if drawn is None else drawn}
+
+
+def test_a_calibrated_session_stores_its_angle_and_each_trial_carries_it(cal_app, tmp_path):
+    with TestClient(cal_app) as client:
+        r = client.post("/api/session", json={"params": {"PROLIFIC_PID": "c1"},
+                                              "calibration": chinrest()})
+        assert r.status_code == 201, r.text
+        s = r.json()
+        # 635 device px at 37.85 × 2 = 75.70 px/cm are 8.3883 cm: 2·atan(8.3883 / 120) = 7.9972°
+        assert s["calibration"]["drawn_px"] == 635
+        assert s["calibration"]["stimulus_deg"] == pytest.approx(7.99720, abs=1e-5)
+        t = s["trials"][-1]
+        assert client.post("/api/trials", json=trial_body(t), headers=auth(s)).status_code == 201
+    out = tmp_path / "t.csv"
+    from experiment.online.export import export_trials
+    export_trials(tmp_path / "study.sqlite", out)
+    (row,) = read_rows(out, TRIAL_COLUMNS + OPTIONAL_TRIAL_COLUMNS)
+    assert float(row["stimulus_deg"]) == pytest.approx(7.99720, abs=1e-5)
+    assert row["practice_round"] == ""
+
+
+@pytest.mark.parametrize("calibration,message", [
+    (None, "calibration missing"),
+    (chinrest(card=100.0), "px_per_cm must be a number in"),          # 11.7 px/cm
+    (chinrest(distance=200.0), "distance_cm must be a number in"),
+    (chinrest(drawn=700), "drawn_px 700"),                            # not what 8° is
+    ({**chinrest(), "px_per_cm": 40.0}, "not card_width_px / 8.56"),
+    ({**chinrest(), "extra": 1}, "exactly the fields"),
+])
+def test_a_start_without_a_plausible_calibration_is_refused_and_assigns_nothing(
+        cal_app, calibration, message):
+    with TestClient(cal_app) as client:
+        body = {"params": {}} if calibration is None else {"params": {},
+                                                            "calibration": calibration}
+        r = client.post("/api/session", json=body)
+        assert r.status_code == 422 and message in r.json()["error"], r.text
+    assert cal_app.state.store.list_counts() == {}
+
+
+def test_a_native_size_study_refuses_a_calibration(client):
+    r = client.post("/api/session", json={"params": {}, "calibration": chinrest()})
+    assert r.status_code == 422 and "native pixels" in r.json()["error"]
+
+
+def test_screen_outs_are_counted_by_reason_without_a_session(cal_app):
+    with TestClient(cal_app) as client:
+        for reason in ("declined", "screen_too_small", "screen_too_small"):
+            r = client.post("/api/screen-out", json={
+                "reason": reason, "params": {"PROLIFIC_PID": "so1"}, "detail": {"px": 1}})
+            assert r.status_code == 201, r.text
+        assert client.post("/api/screen-out", json={"reason": "bored"}).status_code == 422
+        assert client.post("/api/screen-out", json={
+            "reason": "declined", "detail": {"x": "y" * 3000}}).status_code == 422
+        status = client.get("/api/admin/status",
+                            headers={"authorization": "Bearer " + ADMIN}).json()
+    assert status["screen_outs"] == {"declined": 1, "implausible_calibration": 0,
+                                     "screen_too_small": 2}
+    assert cal_app.state.store.list_counts() == {}
+    # the same participant can still start (e.g. after enlarging the window)
+    with TestClient(cal_app) as client:
+        r = client.post("/api/session", json={"params": {"PROLIFIC_PID": "so1"},
+                                              "calibration": chinrest()})
+        assert r.status_code == 201
+
+
+def test_screen_outs_count_against_the_per_client_start_limit(cal_site, tmp_path):
+    app = create_app(cal_site, tmp_path / "db.sqlite", ADMIN,
+                     limits=ServerLimits(sessions_per_client=2))
+    with TestClient(app) as client:
+        codes = [client.post("/api/screen-out", json={"reason": "declined"}).status_code
+                 for _ in range(3)]
+    assert codes == [201, 201, 429]
+
+
+def test_practice_rounds_are_stored_apart_and_exported_in_order(cal_app, tmp_path):
+    with TestClient(cal_app) as client:
+        s = client.post("/api/session", json={"params": {}, "calibration": chinrest()}).json()
+        practice = [t for t in s["trials"] if t["practice"]]
+        test = [t for t in s["trials"] if not t["practice"]]
+        posts = [(t, 1) for t in practice] + [(t, 2) for t in practice] + [(test[0], None)]
+        for t, rnd in posts:
+            r = client.post("/api/trials", json=trial_body(t, practice_round=rnd),
+                            headers=auth(s))
+            assert r.status_code == 201, r.text
+        # the same round again is a replay; a third round is beyond --practice-max-rounds 2
+        again = client.post("/api/trials", json=trial_body(practice[0], practice_round=2),
+                            headers=auth(s))
+        assert again.status_code == 409
+        third = client.post("/api/trials", json=trial_body(practice[0], practice_round=3),
+                            headers=auth(s))
+        assert third.status_code == 422 and "practice_round" in third.json()["error"]
+        on_test = client.post("/api/trials", json=trial_body(test[1], practice_round=1),
+                              headers=auth(s))
+        assert on_test.status_code == 422 and "not a practice trial" in on_test.json()["error"]
+    from experiment.online.export import export_trials
+    out = tmp_path / "t.csv"
+    assert export_trials(tmp_path / "study.sqlite", out) == 2 * len(practice) + 1
+    rows = read_rows(out, TRIAL_COLUMNS + OPTIONAL_TRIAL_COLUMNS)
+    assert [(r["practice"], r["practice_round"]) for r in rows] == (
+        [("1", "1")] * len(practice) + [("1", "2")] * len(practice) + [("0", "")])
+
+
+def test_a_database_made_before_practice_rounds_is_rebuilt_keeping_its_trials(
+        site, tmp_path):
+    import sqlite3
+
+    from experiment.online.store import StudyStore
+    db = tmp_path / "old.sqlite"
+    app = create_app(site, db, ADMIN)
+    with TestClient(app) as client:
+        s = start(client, PROLIFIC_PID="old1")
+        t = s["trials"][0]
+        assert client.post("/api/trials", json=trial_body(t), headers=auth(s)).status_code == 201
+    app.state.store.close()
+    # make it an old database: the trials table keyed by (session, seq), no attempt column
+    conn = sqlite3.connect(db)
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(trials)") if r[1] != "attempt"]
+    conn.executescript(
+        "ALTER TABLE trials RENAME TO t0; CREATE TABLE trials ("
+        + ", ".join(f"{c} {'INTEGER NOT NULL' if c in ('session', 'seq') else 'TEXT'}"
+                    for c in cols)
+        + f", PRIMARY KEY (session, seq)); INSERT INTO trials SELECT {', '.join(cols)} FROM t0;"
+        " DROP TABLE t0;")
+    conn.close()
+    store = StudyStore(db)
+    assert "attempt" in {r[1] for r in store._conn().execute("PRAGMA table_info(trials)")}
+    assert [r["stimulus_id"] for r in store.trial_rows()] == [t["stimulus_id"]]
+    store.close()
+
+
+def test_export_writes_sessions_and_screen_outs_and_prints_the_study_summary(
+        cal_app, tmp_path, capsys):
+    with TestClient(cal_app) as client:
+        s = client.post("/api/session", json={"params": {"PROLIFIC_PID": "e1"},
+                                              "calibration": chinrest()}).json()
+        for t in s["trials"][:3]:
+            client.post("/api/trials", json=trial_body(t), headers=auth(s))
+        client.post("/api/screen-out", json={"reason": "declined"})
+    db = tmp_path / "study.sqlite"
+    assert dispatch("python -m experiment", COMMANDS, [
+        "export", "--db", str(db), "--out", str(tmp_path / "s.csv"), "--sessions"]) == 0
+    (row,) = read_rows(tmp_path / "s.csv", ("observer_id", "px_per_cm", "distance_cm",
+                                            "dpr", "drawn_px", "stimulus_deg"))
+    assert (row["observer_id"], row["drawn_px"], row["dpr"]) == ("e1", "635", "2.0")
+    assert float(row["stimulus_deg"]) == pytest.approx(7.99720, abs=1e-5)
+    assert dispatch("python -m experiment", COMMANDS, [
+        "export", "--db", str(db), "--out", str(tmp_path / "o.csv"), "--screen-outs"]) == 0
+    (out,) = read_rows(tmp_path / "o.csv", ("reason", "observer_id"))
+    assert out["reason"] == "declined" and out["observer_id"].startswith("anon-")
+    printed = capsys.readouterr().out
+    # 2 practice + 1 test trial stored; the one test trial answered "animal"
+    assert "study: 1 sessions (0 complete); screened out: declined 1; 1 test trials" in printed
+    assert "stimulus 8.00-8.00 deg" in printed

@@ -53,6 +53,9 @@ OUR_FILES = ("index.html", "experiment.css", "experiment.js", "page.js", "checks
 # written by the build: the limits and the posted trial's fields, from config.py/validation.py
 PAGE_CONFIG = "study-config.js"
 MAX_TITLE = 120
+# the image's width in degrees unless --stimulus-deg/--native-size say otherwise: within the
+# 5-11 degrees the paper's 256 px spanned on likely set-ups, near their middle
+DEFAULT_STIMULUS_DEG = 8.0
 
 
 def _int(value: str, what: str, where: str) -> int:
@@ -319,7 +322,7 @@ def add_arguments(parser) -> None:
     size = parser.add_argument_group("stimulus size (docs/online.md: virtual chinrest)")
     size.add_argument("--stimulus-deg", type=float_in(0.5, 60), default=None, metavar="DEG",
                       help="image width in degrees of visual angle, after the virtual chinrest "
-                           f"(default {StudyConfig.stimulus_deg:g}, within the paper's 5-11 "
+                           f"(default {DEFAULT_STIMULUS_DEG:g}, within the paper's 5-11 "
                            "degrees)")
     size.add_argument("--native-size", action="store_true",
                       help="no chinrest: one image pixel per device pixel, angle unknown (the "
@@ -353,7 +356,7 @@ def main(args) -> int:
     if args.native_size and args.stimulus_deg is not None:
         raise InputError("--native-size and --stimulus-deg both given: native size draws the "
                          "images' own pixels (no angle); give one or the other")
-    stimulus_deg = None if args.native_size else (args.stimulus_deg or StudyConfig.stimulus_deg)
+    stimulus_deg = None if args.native_size else (args.stimulus_deg or DEFAULT_STIMULUS_DEG)
     texts = [read_lab_text(getattr(args, name), f"--{name}")
              for name in ("consent", "instructions", "debrief") if getattr(args, name)]
     background = tuple(args.background)

@@ -74,9 +74,10 @@ class StudyConfig:
     completion_code: str = ""
     completion_url: str = ""
     timing: Timing = Timing()
-    # image width in degrees of visual angle (virtual chinrest first); None: native pixels,
-    # one image pixel per device pixel, no calibration (the source paper's way)
-    stimulus_deg: float | None = 8.0
+    # image width in degrees of visual angle, the virtual chinrest first (build-online's
+    # default is 8); None: native pixels, one image pixel per device pixel, no calibration
+    # (the source paper's way, and the ClickMe game's)
+    stimulus_deg: float | None = None
     calibration: CalibrationLimits = CalibrationLimits()
     background: str = "#ffffff"    # the page's background (#rrggbb), text black or white on it
     text_colour: str = "#000000"

@@ -20,9 +20,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from experiment.online.config import ServerLimits, StudyConfig
+from experiment.online.config import SCREEN_OUT_REASONS, ServerLimits, StudyConfig
 from experiment.online.store import REJECTED_COLUMNS, WEB_TRIAL_COLUMNS, AlreadyStarted, StudyStore
-from experiment.online.validation import NONCE, Invalid, platform_identity, trial_row
+from experiment.online.validation import (
+    NONCE,
+    Invalid,
+    calibration,
+    platform_identity,
+    trial_row,
+)
 from experiment.schema import format_row
 from suite.errors import InputError
 from suite.outputs import check_output_file
@@ -138,6 +144,14 @@ class StartLimit:
         return wait
 
 
+def _small_object(body: dict, name: str) -> dict:
+    """``body[name]``: a JSON object of at most 2000 characters (absent: empty)."""
+    value = body.get(name, {})
+    if not isinstance(value, dict) or len(json.dumps(value)) > 2000:
+        raise HTTPError(422, f"{name} must be a small JSON object")
+    return value
+
+
 def _bearer(request: Request) -> str:
     auth = request.headers.get("authorization", "")
     if not auth.startswith("Bearer ") or not 0 < len(auth) - 7 <= 128:
@@ -181,16 +195,19 @@ class StudyApp:
             "session_id": session.session_label, "list_id": session.list_id,
             "trials": self.lists[session.list_id], "done": self.store.done_seqs(session),
             "completed": session.completed_utc is not None,
-            "config": {"keys": c.keys, "title": c.title, "timing": c.to_json()["timing"]},
+            "calibration": self.store.calibration(session),
+            "config": {"keys": c.keys, "title": c.title, "timing": c.to_json()["timing"],
+                       "stimulus_deg": c.stimulus_deg},
         }
 
     def _resume(self, token: str) -> dict:
         return self._payload(token, self._session(token))
 
-    def _assign(self, observer, external, source, label, study, client, nonce):
+    def _assign(self, observer, external, source, label, study, client, nonce, measured):
         try:
             token, session, new = self.store.assign(self.config.lists, observer, external,
-                                                    source, label, study, client, nonce)
+                                                    source, label, study, client, nonce,
+                                                    measured)
         except AlreadyStarted:
             raise HTTPError(409, "this participant id already started in another browser; "
                                  "continue there or contact the researchers") from None
@@ -217,37 +234,75 @@ class StudyApp:
                         self.limits.session_window_s)
             raise HTTPError(429, "too many new sessions from your network; please try again "
                                  f"in {wait / 60:.0f} minutes", retry_after_s=int(wait) + 1)
-        client = body.get("client", {})
-        if not isinstance(client, dict) or len(json.dumps(client)) > 2000:
-            raise HTTPError(422, "client must be a small JSON object")
+        client = _small_object(body, "client")
+        measured = self._calibration(body.get("calibration"))
+        identity, (source, observer, label, study) = self._identity(body)
+        # a retry carrying the nonce of a start whose reply was lost gets that session (200)
+        payload, new = await self._in_db(self._assign, observer, identity is not None, source,
+                                         label, study, client, nonce, measured)
+        if new:
+            self._start_limit.count(address)
+        return JSONResponse(payload, status_code=201 if new else 200)
+
+    def _calibration(self, given) -> dict | None:
+        """The virtual chinrest's result a new session must carry (None: native size)."""
+        if self.config.stimulus_deg is None:
+            if given is not None:
+                raise HTTPError(422, "this study draws native pixels: no calibration")
+            return None
+        if given is None:
+            raise HTTPError(422, "calibration missing: the virtual chinrest comes first")
+        try:
+            return calibration(given, self.config.stimulus_deg, self.config.calibration)
+        except Invalid as err:
+            raise HTTPError(422, f"calibration: {err}") from None
+
+    @staticmethod
+    def _identity(body: dict) -> tuple:
+        """(platform identity or None, (source, observer, session label, study label))."""
         try:
             identity = platform_identity(body.get("params"))
         except Invalid as err:
             raise HTTPError(422, str(err)) from None
         if identity:
             source, observer, label, study = identity
-            label = label or secrets.token_hex(8)
-        else:
-            source, observer, label, study = ("anonymous", "anon-" + secrets.token_hex(6),
-                                              secrets.token_hex(8), "")
-        # a retry carrying the nonce of a start whose reply was lost gets that session (200)
-        payload, new = await self._in_db(self._assign, observer, identity is not None, source,
-                                         label, study, client, nonce)
-        if new:
-            self._start_limit.count(address)
-        return JSONResponse(payload, status_code=201 if new else 200)
+            return identity, (source, observer, label or secrets.token_hex(8), study)
+        return None, ("anonymous", "anon-" + secrets.token_hex(6), secrets.token_hex(8), "")
+
+    async def screen_out(self, request: Request) -> Response:
+        """Count a participant stopped before a list was assigned: consent declined, or the
+        virtual chinrest's estimates implausible, or the screen too small for the angle. No
+        session is made and no list slot used; counted per client like session starts."""
+        body = await _read_json(request, self.max_body)
+        if not isinstance(body, dict):
+            raise HTTPError(400, "body must be a JSON object")
+        reason = body.get("reason")
+        if reason not in SCREEN_OUT_REASONS:
+            raise HTTPError(422, f"reason must be one of {list(SCREEN_OUT_REASONS)}")
+        client, detail = _small_object(body, "client"), _small_object(body, "detail")
+        _, (source, observer, _, _) = self._identity(body)
+        address = client_address(request, self.limits.trust_proxy)
+        wait = self._start_limit.retry_after(address)
+        if wait:
+            raise HTTPError(429, "too many requests from your network; please try again "
+                                 f"in {wait / 60:.0f} minutes", retry_after_s=int(wait) + 1)
+        await self._in_db(self.store.screen_out, reason, source, observer, client, detail)
+        log.info("screen-out (%s) of %s %s", reason, source, observer)
+        return JSONResponse({"counted": reason}, status_code=201)
 
     def _store_trial(self, token: str, body) -> int:
         session = self._session(token)
+        rounds = self.config.practice_max_rounds if self.config.practice_criterion else 1
         try:
             seq, row, timing = trial_row(body, self.lists[session.list_id],
-                                         self.config.timing, self.config.keys)
+                                         self.config.timing, self.config.keys, rounds)
         except Invalid as err:
             # kept aside (flagged, never in the trial table) so the researchers can see it
             self.store.add_rejected(session, 422, str(err), body)
             raise HTTPError(422, str(err)) from None
         row.update(observer_id=session.observer_id, observer_type="human", runner="web",
-                   session_id=session.session_label, list_id=session.list_id)
+                   session_id=session.session_label, list_id=session.list_id,
+                   stimulus_deg=session.stimulus_deg)
         # add_trial returns only after the row is committed at the configured synchronous level
         if not self.store.add_trial(session, seq, row, timing):
             raise HTTPError(409, "trial already stored", seq=seq, duplicate=True)
@@ -309,10 +364,11 @@ class StudyApp:
 
     async def status(self, request: Request) -> Response:
         self._admin(request)
-        counts, n = await run_in_threadpool(lambda: (self.store.list_counts(),
-                                                     self.store.n_trials()))
+        counts, n, outs = await run_in_threadpool(lambda: (
+            self.store.list_counts(), self.store.n_trials(), self.store.screen_out_counts()))
         return JSONResponse({"lists": {lid: counts.get(lid, 0) for lid in self.config.lists},
-                             "trials": n})
+                             "trials": n,
+                             "screen_outs": {r: outs.get(r, 0) for r in SCREEN_OUT_REASONS}})
 
 
 def _wrap(handler):
@@ -387,6 +443,7 @@ def create_app(site: str | Path, db: str | Path, admin_token: str,
     study = StudyApp(site, store, config, lists, admin_token, max_body, limits)
     app = Starlette(routes=[
         Route("/api/session", _wrap(study.start_session), methods=["POST"]),
+        Route("/api/screen-out", _wrap(study.screen_out), methods=["POST"]),
         Route("/api/trials", _wrap(study.post_trial), methods=["POST"]),
         Route("/api/complete", _wrap(study.complete), methods=["POST"]),
         Route("/api/admin/export", _wrap(study.export), methods=["GET"]),

@@ -17,6 +17,17 @@ from suite.provenance import utc_now
 # what the web runner stores and exports: the trial table plus its optional interrupted flag
 WEB_TRIAL_COLUMNS = TRIAL_COLUMNS + OPTIONAL_TRIAL_COLUMNS
 _TRIAL_DDL = ", ".join(f"{c} TEXT" for c in WEB_TRIAL_COLUMNS)
+# attempt: 1, or the practice round when practice repeats until a criterion (a trial is
+# stored once per round); a database made before it is rebuilt with attempt 1 at open
+_TRIALS_TABLE = f"""CREATE TABLE IF NOT EXISTS trials (
+    session INTEGER NOT NULL REFERENCES sessions (id),
+    seq INTEGER NOT NULL,
+    {_TRIAL_DDL},
+    client_timing TEXT NOT NULL,
+    received_utc TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (session, seq, attempt)
+)"""
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -31,18 +42,22 @@ CREATE TABLE IF NOT EXISTS sessions (
     created_utc TEXT NOT NULL,
     completed_utc TEXT,
     client TEXT NOT NULL,
-    nonce_hash TEXT
+    nonce_hash TEXT,
+    calibration TEXT,
+    stimulus_deg TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_session_per_external_id
     ON sessions (source, observer_id) WHERE external = 1;
 CREATE INDEX IF NOT EXISTS sessions_by_list ON sessions (list_id);
-CREATE TABLE IF NOT EXISTS trials (
-    session INTEGER NOT NULL REFERENCES sessions (id),
-    seq INTEGER NOT NULL,
-    {_TRIAL_DDL},
-    client_timing TEXT NOT NULL,
-    received_utc TEXT NOT NULL,
-    PRIMARY KEY (session, seq)
+{_TRIALS_TABLE};
+CREATE TABLE IF NOT EXISTS screen_outs (
+    id INTEGER PRIMARY KEY,
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL,
+    observer_id TEXT NOT NULL,
+    created_utc TEXT NOT NULL,
+    client TEXT NOT NULL,
+    detail TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejected_trials (
     id INTEGER PRIMARY KEY,
@@ -55,11 +70,21 @@ CREATE TABLE IF NOT EXISTS rejected_trials (
 """
 # columns added after the first release, with their DDL: an older database gains them at open
 _ADDED_COLUMNS = {("sessions", "nonce_hash"): "TEXT", ("trials", "interrupted"): "TEXT",
+                  ("sessions", "calibration"): "TEXT", ("sessions", "stimulus_deg"): "TEXT",
                   ("trials", "stimulus_deg"): "TEXT", ("trials", "practice_round"): "TEXT"}
 # a page that keeps sending bad trials cannot fill the disk: this many kept per session
 MAX_REJECTED_PER_SESSION = 1000
 REJECTED_COLUMNS = ("observer_id", "session_id", "list_id", "seq", "status", "error",
                     "received_utc", "body")
+# participants stopped before a list was assigned: consent declined, or the chinrest's
+# estimates implausible or the screen too small (POST /api/screen-out)
+SCREEN_OUT_COLUMNS = ("reason", "source", "observer_id", "created_utc", "detail", "client")
+# one row per session (export --sessions): its calibration and what it has stored
+SESSION_COLUMNS = ("observer_id", "session_id", "list_id", "source", "created_utc",
+                   "completed_utc", "trials_stored", "px_per_cm", "distance_cm", "dpr",
+                   "drawn_px", "requested_deg", "stimulus_deg")
+_SESSION_SELECT = ("SELECT id, observer_id, source, session_label, list_id, completed_utc, "
+                   "stimulus_deg FROM sessions")
 
 
 class AlreadyStarted(Exception):
@@ -77,6 +102,7 @@ class Session:
     session_label: str
     list_id: str
     completed_utc: str | None
+    stimulus_deg: str | None = None   # the angle the page draws (virtual chinrest), as stored
 
 
 def hash_token(token: str) -> str:
@@ -101,6 +127,7 @@ class StudyStore:
             have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
             if column not in have:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+        self._add_attempt(conn)
         conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS sessions_by_nonce ON sessions "
                      "(nonce_hash) WHERE nonce_hash IS NOT NULL")
         if study_id is not None:
@@ -112,6 +139,25 @@ class StudyStore:
             if row is not None and row[0] != study_id:
                 raise InputError(f"{self.path} belongs to study {row[0]!r}, not {study_id!r}; "
                                  "use a new --db for a new study")
+
+    @staticmethod
+    def _add_attempt(conn: sqlite3.Connection) -> None:
+        """Rebuild a trials table made before practice rounds (key: session, seq) with the
+        key (session, seq, attempt), its rows as attempt 1; in one transaction."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if "attempt" not in {r[1] for r in conn.execute("PRAGMA table_info(trials)")}:
+                cols = ", ".join(("session", "seq", *WEB_TRIAL_COLUMNS, "client_timing",
+                                  "received_utc"))
+                conn.execute("ALTER TABLE trials RENAME TO trials_before_attempt")
+                conn.execute(_TRIALS_TABLE)
+                conn.execute(f"INSERT INTO trials ({cols}) SELECT {cols} "
+                             "FROM trials_before_attempt")
+                conn.execute("DROP TABLE trials_before_attempt")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -133,18 +179,21 @@ class StudyStore:
 
     def assign(self, list_ids: tuple[str, ...], observer_id: str, external: bool, source: str,
                session_label: str, study_label: str, client: dict,
-               nonce: str | None = None) -> tuple[str, Session, bool]:
+               nonce: str | None = None, calibration: dict | None = None
+               ) -> tuple[str, Session, bool]:
         """New session on the least-used list (ties: first in list order) -> (token, session, new).
 
         ``nonce`` is a secret the page keeps before its first request. A retried start whose
         reply was lost carries the same nonce: it gets the session that request made (new is
         False) under a fresh token, as the first token never reached the page. Another
         browser (no nonce, or another one) with the same platform id gets AlreadyStarted.
+        ``calibration``: the virtual chinrest's result (validation.calibration), stored with
+        the session; its stimulus_deg goes into each of the session's trials.
         """
         token = secrets.token_urlsafe(32)
         with self._write_lock:
             return self._assign(token, list_ids, observer_id, external, source, session_label,
-                                study_label, client, nonce)
+                                study_label, client, nonce, calibration)
 
     def knows_nonce(self, nonce: str) -> bool:
         """True if a session was started with ``nonce`` (a retry whose reply was lost)."""
@@ -152,7 +201,7 @@ class StudyStore:
                                     (hash_token("nonce:" + nonce),)).fetchone() is not None
 
     def _assign(self, token, list_ids, observer_id, external, source, session_label,
-                study_label, client, nonce) -> tuple[str, Session, bool]:
+                study_label, client, nonce, calibration) -> tuple[str, Session, bool]:
         conn = self._conn()
         nonce_hash = None if nonce is None else hash_token("nonce:" + nonce)
         # BEGIN IMMEDIATE takes the write lock before counting, so two concurrent
@@ -160,16 +209,17 @@ class StudyStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             mine = None if nonce_hash is None else conn.execute(
-                "SELECT id, observer_id, source, session_label, list_id, completed_utc, external "
-                "FROM sessions WHERE nonce_hash=?", (nonce_hash,)).fetchone()
+                "SELECT id, observer_id, source, session_label, list_id, completed_utc, "
+                "stimulus_deg, external FROM sessions WHERE nonce_hash=?",
+                (nonce_hash,)).fetchone()
             if mine is not None:
-                if (mine[6], mine[2]) != (int(external), source) or (
+                if (mine[7], mine[2]) != (int(external), source) or (
                         external and mine[1] != observer_id):
                     raise AlreadyStarted(observer_id)  # a nonce reused for someone else
                 conn.execute("UPDATE sessions SET token_hash=? WHERE id=?",
                              (hash_token(token), mine[0]))
                 conn.execute("COMMIT")
-                return token, Session(*mine[:6]), False
+                return token, Session(*mine[:7]), False
             if external and conn.execute(
                     "SELECT 1 FROM sessions WHERE source=? AND observer_id=? AND external=1",
                     (source, observer_id)).fetchone():
@@ -177,32 +227,40 @@ class StudyStore:
             counts = dict(conn.execute(
                 "SELECT list_id, COUNT(*) FROM sessions GROUP BY list_id").fetchall())
             list_id = min(list_ids, key=lambda lid: (counts.get(lid, 0), list_ids.index(lid)))
+            deg = None if calibration is None else repr(calibration["stimulus_deg"])
             cur = conn.execute(
                 "INSERT INTO sessions (token_hash, observer_id, external, source, session_label,"
-                " study_label, list_id, created_utc, client, nonce_hash)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " study_label, list_id, created_utc, client, nonce_hash, calibration,"
+                " stimulus_deg) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (hash_token(token), observer_id, int(external), source, session_label,
-                 study_label, list_id, utc_now(), json.dumps(client), nonce_hash))
+                 study_label, list_id, utc_now(), json.dumps(client), nonce_hash,
+                 None if calibration is None else json.dumps(calibration), deg))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return (token, Session(cur.lastrowid, observer_id, source, session_label, list_id, None),
-                True)
+        return (token, Session(cur.lastrowid, observer_id, source, session_label, list_id, None,
+                               deg), True)
 
     def session_for(self, token: str) -> Session | None:
         """The session a token was issued for, or None."""
-        row = self._conn().execute(
-            "SELECT id, observer_id, source, session_label, list_id, completed_utc "
-            "FROM sessions WHERE token_hash=?", (hash_token(token),)).fetchone()
+        row = self._conn().execute(_SESSION_SELECT + " WHERE token_hash=?",
+                                   (hash_token(token),)).fetchone()
         return Session(*row) if row else None
+
+    def calibration(self, session: Session) -> dict | None:
+        """The session's virtual-chinrest result as stored (None: a native-size study)."""
+        row = self._conn().execute("SELECT calibration FROM sessions WHERE id=?",
+                                   (session.id,)).fetchone()
+        return None if row is None or row[0] is None else json.loads(row[0])
 
     def add_trial(self, session: Session, seq: int, row: dict, client_timing: dict) -> bool:
         """Store one trial; False (and nothing written) when this session already has it."""
-        cols = ("session", "seq", *WEB_TRIAL_COLUMNS, "client_timing", "received_utc")
+        cols = ("session", "seq", *WEB_TRIAL_COLUMNS, "client_timing", "received_utc",
+                "attempt")
         values = (session.id, seq, *(None if row.get(c) is None else str(row[c])
                                      for c in WEB_TRIAL_COLUMNS),
-                  json.dumps(client_timing), utc_now())
+                  json.dumps(client_timing), utc_now(), int(row.get("practice_round") or 1))
         try:
             with self._write_lock:
                 self._conn().execute(
@@ -247,7 +305,7 @@ class StudyStore:
 
     def done_seqs(self, session: Session) -> list[int]:
         return [r[0] for r in self._conn().execute(
-            "SELECT seq FROM trials WHERE session=? ORDER BY seq", (session.id,))]
+            "SELECT DISTINCT seq FROM trials WHERE session=? ORDER BY seq", (session.id,))]
 
     def mark_complete(self, session: Session) -> None:
         with self._write_lock:
@@ -262,11 +320,47 @@ class StudyStore:
         return self._conn().execute("SELECT COUNT(*) FROM trials").fetchone()[0]
 
     def trial_rows(self) -> list[dict]:
-        """Every stored trial in WEB_TRIAL_COLUMNS form, by session then list order."""
+        """Every stored trial in WEB_TRIAL_COLUMNS form, by session, then its practice
+        rounds in order, then its test trials, each in list order."""
         cur = self._conn().execute(
-            f"SELECT {', '.join(WEB_TRIAL_COLUMNS)} FROM trials ORDER BY session, seq")
+            f"SELECT {', '.join(WEB_TRIAL_COLUMNS)} FROM trials "
+            "ORDER BY session, practice IS NOT '1', attempt, seq")
         return [{c: ("" if v is None else v) for c, v in zip(WEB_TRIAL_COLUMNS, r, strict=True)}
                 for r in cur]
+
+    def screen_out(self, reason: str, source: str, observer_id: str, client: dict,
+                   detail: dict) -> None:
+        """Count a participant stopped before a list was assigned (no session, no slot)."""
+        with self._write_lock:
+            self._conn().execute(
+                "INSERT INTO screen_outs (reason, source, observer_id, created_utc, client, "
+                "detail) VALUES (?,?,?,?,?,?)",
+                (reason, source, observer_id, utc_now(), json.dumps(client), json.dumps(detail)))
+
+    def screen_out_counts(self) -> dict[str, int]:
+        return dict(self._conn().execute(
+            "SELECT reason, COUNT(*) FROM screen_outs GROUP BY reason ORDER BY reason"))
+
+    def screen_out_rows(self) -> list[dict]:
+        """Every screen-out (SCREEN_OUT_COLUMNS; detail and client as JSON), oldest first."""
+        cur = self._conn().execute(f"SELECT {', '.join(SCREEN_OUT_COLUMNS)} FROM screen_outs "
+                                   "ORDER BY id")
+        return [dict(zip(SCREEN_OUT_COLUMNS, r, strict=True)) for r in cur]
+
+    def session_rows(self) -> list[dict]:
+        """One row per session (SESSION_COLUMNS): its calibration and trials stored."""
+        cur = self._conn().execute(
+            "SELECT s.observer_id, s.session_label, s.list_id, s.source, s.created_utc, "
+            "s.completed_utc, s.calibration, (SELECT COUNT(*) FROM trials t "
+            "WHERE t.session = s.id) FROM sessions s ORDER BY s.id")
+        rows = []
+        for observer, label, list_id, source, created, completed, cal, n in cur:
+            cal = json.loads(cal) if cal else {}
+            rows.append({"observer_id": observer, "session_id": label, "list_id": list_id,
+                         "source": source, "created_utc": created,
+                         "completed_utc": completed or "", "trials_stored": n,
+                         **{k: cal.get(k, "") for k in SESSION_COLUMNS[7:]}})
+        return rows
 
     def started_utc(self, session: Session) -> str:
         """When the session was assigned (ISO-8601 UTC, as stored)."""

@@ -5,16 +5,19 @@ from __future__ import annotations
 import math
 import re
 
-from experiment.online.config import Timing
+from experiment.online.config import CalibrationLimits, Timing
+from experiment.visual_angle import CARD_WIDTH_CM, deg_to_px, px_to_deg, whole_px
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TRIAL_FIELDS = {
     "seq", "block", "trial", "practice", "stimulus_id", "response", "rt_ms", "timeout",
     "fixation_ms", "frames_intended", "frames_shown", "refresh_hz", "dropped_frames",
-    "timestamp_utc", "key", "timing", "interrupted",
+    "timestamp_utc", "key", "timing", "interrupted", "practice_round",
 }
-OPTIONAL_FIELDS = {"key", "timing", "interrupted"}
+OPTIONAL_FIELDS = {"key", "timing", "interrupted", "practice_round"}
+# what the page sends with its session start after the virtual chinrest (docs/online.md)
+CALIBRATION_FIELDS = {"card_width_px", "px_per_cm", "distance_cm", "dpr", "drawn_px"}
 NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 # an interrupted trial (the page was hidden or frozen) has no bound on its durations
 LONG = 10**9
@@ -65,7 +68,37 @@ def platform_identity(params: object) -> tuple[str, str, str, str] | None:
     return None
 
 
-def trial_row(body: object, trials: list[dict], timing: Timing, keys: dict) -> tuple[int, dict, dict]:
+def calibration(body: object, stimulus_deg: float, limits: CalibrationLimits) -> dict:
+    """Check the page's virtual-chinrest result against its own numbers and the study's
+    bounds, and compute the angle its drawn pixels subtend -> what the session stores.
+
+    px/cm is CSS pixels per cm (the card's width / 8.56 cm); ``drawn_px`` is the image's
+    width in device pixels, round(2·D·tan(θ/2) · px/cm · devicePixelRatio), which the page
+    computes with the same formulas (visual-angle.js); one pixel of floating-point
+    difference is allowed, and the angle stored is that of the pixels the page drew.
+    """
+    if not isinstance(body, dict):
+        raise Invalid("calibration must be an object (the virtual chinrest's result)")
+    if set(body) != CALIBRATION_FIELDS:
+        raise Invalid(f"calibration must have exactly the fields {sorted(CALIBRATION_FIELDS)}")
+    card = _num(body, "card_width_px", 1.0, 100_000.0)
+    ppcm = _num(body, "px_per_cm", limits.px_per_cm_min, limits.px_per_cm_max)
+    distance = _num(body, "distance_cm", limits.distance_cm_min, limits.distance_cm_max)
+    dpr = _num(body, "dpr", 0.25, 8.0)
+    drawn = _int(body, "drawn_px", 1, 100_000)
+    if not math.isclose(ppcm, card / CARD_WIDTH_CM, rel_tol=1e-6):
+        raise Invalid(f"px_per_cm {ppcm} is not card_width_px / {CARD_WIDTH_CM}")
+    expected = whole_px(deg_to_px(stimulus_deg, distance, ppcm * dpr))
+    if abs(drawn - expected) > 1:
+        raise Invalid(f"drawn_px {drawn}: {stimulus_deg:g} degrees at this calibration is "
+                      f"{expected} device pixels")
+    return {"card_width_px": card, "px_per_cm": ppcm, "distance_cm": distance, "dpr": dpr,
+            "drawn_px": drawn, "requested_deg": stimulus_deg,
+            "stimulus_deg": px_to_deg(drawn, distance, ppcm * dpr)}
+
+
+def trial_row(body: object, trials: list[dict], timing: Timing, keys: dict,
+              max_practice_rounds: int = 1) -> tuple[int, dict, dict]:
     """Validate a posted trial against the session's list -> (seq, trial-table fields, timing log)."""
     if not isinstance(body, dict):
         raise Invalid("a trial must be a JSON object")
@@ -92,6 +125,13 @@ def trial_row(body: object, trials: list[dict], timing: Timing, keys: dict) -> t
     if response != "none" and key != keys[response]:
         raise Invalid(f"key {key!r} does not map to response {response!r}")
     interrupted = _int(body, "interrupted", 0, 1) if "interrupted" in body else 0
+    practice_round = None
+    if expected["practice"]:
+        # practice repeated until an accuracy criterion: round 1, 2, ... of the same rows
+        practice_round = (_int(body, "practice_round", 1, max_practice_rounds)
+                          if body.get("practice_round") is not None else 1)
+    elif body.get("practice_round") is not None:
+        raise Invalid(f"practice_round on trial {seq}, which is not a practice trial")
     refresh = _num(body, "refresh_hz", timing.refresh_min_hz, timing.refresh_max_hz)
     intended = _int(body, "frames_intended", 1, 10**4)
     if intended != round(timing.stimulus_s * refresh):
@@ -124,6 +164,6 @@ def trial_row(body: object, trials: list[dict], timing: Timing, keys: dict) -> t
         "correct": int(response == expected["category"]), "rt_ms": rt, "timeout": timeout,
         "fixation_ms": fixation, "frames_intended": intended, "frames_shown": shown,
         "refresh_hz": refresh, "dropped_frames": dropped, "timestamp_utc": stamp,
-        "interrupted": interrupted,
+        "interrupted": interrupted, "practice_round": practice_round,
     }
     return seq, row, log

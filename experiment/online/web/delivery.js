@@ -113,8 +113,9 @@ export function createDelivery({ storeKey, fresh, endpoint, idField, server, onA
    * Network errors, 5xx and 429 are retried (0.5 s doubling to 8 s, 7 tries, then an
    * error asking for a reload); a token the server never issued (a new database) starts
    * anew; any other refusal throws with the server's reason. Returns the reply's data.
+   * ``extra``: more fields of a new session's start (the study page's calibration).
    */
-  d.startSession = async (params, client, say) => {
+  d.startSession = async (params, client, say, extra = {}) => {
     for (let attempt = 0, wait = 500; ; attempt += 1, wait = Math.min(wait * 2, 8000)) {
       if (!d.state.token && !d.state.nonce) {
         d.state.nonce = randomHex(24);
@@ -124,7 +125,7 @@ export function createDelivery({ storeKey, fresh, endpoint, idField, server, onA
       let r;
       try {
         r = d.state.token ? await post("api/session", { token: d.state.token })
-          : await post("api/session", { params, client, nonce: d.state.nonce });
+          : await post("api/session", { ...extra, params, client, nonce: d.state.nonce });
       } catch {
         r = { status: 0, data: null };
       }

@@ -34,6 +34,19 @@ var jsPsychRapidCategorization = (function (jspsych) {
       /** "Too slow" feedback length in frames (the study's Timing.too_slow_ms). */
       feedback_frames: { type: P.INT, default: undefined },
       feedback_html: { type: P.HTML_STRING, default: "Too slow!" },
+      /** Image width in device pixels (the study's angle, from the virtual chinrest); null:
+       * its own width, one image pixel per device pixel. Height in proportion. */
+      stimulus_width_px: { type: P.INT, default: null },
+      /** draw(img, canvas, width, height, dpr): draws the decoded image into the stage's
+       * canvas at width×height device pixels, once, before the fixation (resample.js); null:
+       * the image's own pixels, copied. */
+      draw: { type: P.FUNCTION, default: null },
+      /** Practice: the right answer ("animal"/"non-animal"); after an answer in the window,
+       * correct_html or wrong_html stays for practice_feedback_frames. null: no feedback. */
+      correct_response: { type: P.STRING, default: null },
+      practice_feedback_frames: { type: P.INT, default: 0 },
+      correct_html: { type: P.HTML_STRING, default: "Correct!" },
+      wrong_html: { type: P.HTML_STRING, default: "Wrong" },
     },
     data: {
       response: { type: P.STRING }, key: { type: P.STRING }, rt_ms: { type: P.FLOAT },
@@ -55,8 +68,9 @@ var jsPsychRapidCategorization = (function (jspsych) {
       display_element.innerHTML =
         '<div id="rc-stage" data-phase="loading">' +
         '<div id="rc-fixation" class="rc-layer">+</div>' +
-        '<img id="rc-stimulus" class="rc-layer" alt="">' +
+        '<canvas id="rc-stimulus" class="rc-layer"></canvas>' +
         '<div id="rc-feedback" class="rc-layer"></div>' +
+        '<div id="rc-practice-feedback" class="rc-layer"></div>' +
         '<div id="rc-paused" class="rc-layer"><p>The study paused because its tab was hidden ' +
         "(or the browser stalled), so this image does not count.</p><p>Please keep this tab " +
         "in front until the end. Press the <b>space bar</b> to go on.</p></div></div>";
@@ -64,6 +78,8 @@ var jsPsychRapidCategorization = (function (jspsych) {
       const fixation = display_element.querySelector("#rc-fixation");
       const img = display_element.querySelector("#rc-stimulus");
       const feedback = display_element.querySelector("#rc-feedback");
+      const practiceFeedback = display_element.querySelector("#rc-practice-feedback");
+      practiceFeedback.style.visibility = "hidden";
       const paused = display_element.querySelector("#rc-paused");
       paused.style.visibility = "hidden";
       feedback.innerHTML = trial.feedback_html;
@@ -71,7 +87,8 @@ var jsPsychRapidCategorization = (function (jspsych) {
       img.style.visibility = "hidden";
       feedback.style.visibility = "hidden";
 
-      const t = { fixation: null, onset: null, offset: null, feedback: null, key: null, end: null };
+      const t = { fixation: null, onset: null, offset: null, feedback: null, key: null, end: null,
+                  practice_feedback: null };
       let phase = "loading";
       let response = null;
       let key = null;
@@ -143,7 +160,9 @@ var jsPsychRapidCategorization = (function (jspsych) {
         t.end = ts;
         setPhase("interrupted");
         document.removeEventListener("keydown", onKey);
-        for (const layer of [fixation, img, feedback]) layer.style.visibility = "hidden";
+        for (const layer of [fixation, img, feedback, practiceFeedback]) {
+          layer.style.visibility = "hidden";
+        }
         paused.style.visibility = "visible";
         const go = (e) => {
           if (e.key !== " " || e.repeat) return;
@@ -175,7 +194,23 @@ var jsPsychRapidCategorization = (function (jspsych) {
           setPhase("response");
         }
         if (phase === "response") {
-          if (response !== null) return finish(ts);
+          if (response !== null && trial.correct_response && trial.practice_feedback_frames > 0) {
+            const right = response === trial.correct_response;
+            practiceFeedback.innerHTML = right ? trial.correct_html : trial.wrong_html;
+            practiceFeedback.dataset.correct = right ? "1" : "0";
+            practiceFeedback.style.visibility = "visible";
+            t.practice_feedback = ts;
+            setPhase("practice-feedback");
+          } else if (response !== null) {
+            return finish(ts);
+          }
+        } else if (phase === "practice-feedback") {
+          if (frames(ts, t.practice_feedback) >= trial.practice_feedback_frames) {
+            practiceFeedback.style.visibility = "hidden";
+            return finish(ts);
+          }
+        }
+        if (phase === "response") {
           if (frames(ts, t.onset) >= windowFrames) {
             feedback.style.visibility = "visible";
             t.feedback = ts;
@@ -188,13 +223,32 @@ var jsPsychRapidCategorization = (function (jspsych) {
         requestAnimationFrame(onFrame);
       };
 
-      img.src = trial.stimulus;
-      // native size: one image pixel per device pixel
-      const dpr = window.devicePixelRatio || 1;
-      img.decode().then(
+      // the image is drawn into the canvas once, at its size in device pixels, before the
+      // fixation; each frame then only shows or hides it (no scaling per frame)
+      const source = new Image();
+      source.src = trial.stimulus;
+      source.decode().then(
         () => {
-          img.style.width = img.naturalWidth / dpr + "px";
-          img.style.height = img.naturalHeight / dpr + "px";
+          const dpr = window.devicePixelRatio || 1;
+          const w = trial.stimulus_width_px || source.naturalWidth;
+          const h = Math.floor((source.naturalHeight * w) / source.naturalWidth + 0.5);
+          if (trial.draw) {
+            trial.draw(source, img, w, h, dpr);
+          } else {
+            img.width = w;
+            img.height = h;
+            img.getContext("2d").drawImage(source, 0, 0, w, h);
+            img.style.width = w / dpr + "px";
+            img.style.height = h / dpr + "px";
+          }
+          img.dataset.devicePx = w + "x" + h;
+          // centred on whole device pixels, so the compositor copies it 1:1
+          const box = stage.getBoundingClientRect();
+          const snap = (from, room, size) => Math.round((from + (room - size / dpr) / 2) * dpr) /
+            dpr - from;
+          img.style.transform = "none";
+          img.style.left = snap(box.left, box.width, w) + "px";
+          img.style.top = snap(box.top, box.height, h) + "px";
           document.addEventListener("keydown", onKey);
           document.addEventListener("visibilitychange", onVisibility);
           setPhase("start");
