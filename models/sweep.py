@@ -16,18 +16,14 @@ Under ``torchrun --nproc-per-node N`` the models are dealt to the processes by r
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import hashlib
-import io
 import json
-import os
 import re
 import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -44,6 +40,15 @@ from models.observe import (
     trial_rows,
 )
 from models.stimulus_cache import decoded_set, set_key
+from models.sweep_records import (
+    COMMAND,
+    Ranks,
+    folder_name,
+    is_sweep,
+    matching_record,
+    merge,
+    prepare_out,
+)
 from models.zoo import (
     available,
     check_device,
@@ -56,9 +61,6 @@ from suite.atomic import atomic_write_text
 from suite.cli_types import int_at_least, list_item
 from suite.errors import InputError
 from suite.outputs import (
-    MARK,
-    check_output_folder,
-    is_suite_folder,
     mark_folder,
     remove_suite_folder,
     swap_into_place,
@@ -66,9 +68,6 @@ from suite.outputs import (
 from suite.provenance import SUITE_VERSION, file_sha256, provenance
 from suite.tables import write_table
 
-COMMAND = "models sweep"
-SUMMARY_COLUMNS = ("model", "class", "status", "seconds", "rows", "top1", "where_score", "error")
-FAILURE_COLUMNS = ("model", "class", "error")
 TIMM_CHOICES = ("timm", "random")
 
 
@@ -92,12 +91,6 @@ class SweepOptions:
     overwrite: bool = False
     progress: bool = True
     log: object = field(default=print, repr=False)
-
-
-def folder_name(name: str) -> str:
-    """A file-system-safe folder for a model name (a short hash added when characters change)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    return safe if safe == name else f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def expand_models(specs: list[str]) -> list[str]:
@@ -148,36 +141,6 @@ def _weights_for(name: str, opts: SweepOptions) -> tuple[str | Path | None, str,
     return "timm", f"timm:{name}", name
 
 
-class _Ranks:
-    """This process's place in a torchrun job (rank 0 of 1 without one); a gloo group for barriers."""
-
-    def __init__(self):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local = int(os.environ.get("LOCAL_RANK", "0"))
-        self._own = False
-        if self.world > 1 and not torch.distributed.is_initialized():
-            # gloo: barriers only, no tensors exchanged, so it serves CPU and GPU runs alike;
-            # a long model on one rank must not time the others out at the final barrier
-            torch.distributed.init_process_group("gloo", timeout=timedelta(days=7))
-            self._own = True
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-    def close(self) -> None:
-        if self._own:
-            torch.distributed.destroy_process_group()
-
-
-def _prepare_out(out: Path, inputs: list[Path], overwrite: bool) -> bool:
-    """Check (and on rank 0 create) the output folder; True when it is an earlier sweep's."""
-    resuming = is_suite_folder(out) and json.loads((out / MARK).read_text()).get("made_by") == COMMAND
-    check_output_folder(out, inputs=inputs, overwrite=overwrite or resuming)
-    return resuming
-
-
 def _key(name: str, weights_id: str, opts: SweepOptions, stimuli_key: str, extra: dict) -> dict:
     import timm
 
@@ -187,20 +150,6 @@ def _key(name: str, weights_id: str, opts: SweepOptions, stimuli_key: str, extra
                         "device": torch.device(opts.device).type, **extra,
                         "versions": {"suite": SUITE_VERSION, "torch": torch.__version__,
                                      "timm": timm.__version__}}}
-
-
-def _matches(folder: Path, key: dict) -> dict | None:
-    """The record in ``folder`` if it was made with ``key`` and its files are intact, else None."""
-    try:
-        record = json.loads((folder / "record.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if record.get("key") != key:
-        return None
-    for fname, sha in record.get("files", {}).items():
-        if not (folder / fname).is_file() or file_sha256(folder / fname) != sha:
-            return None
-    return record
 
 
 def _run_model(name: str, opts: SweepOptions, ctx: dict) -> dict:
@@ -216,7 +165,7 @@ def _run_model(name: str, opts: SweepOptions, ctx: dict) -> dict:
     try:
         weights, weights_id, arch = _weights_for(name, opts)
         key = _key(name, weights_id, opts, ctx["stimuli_key"], ctx["extra_key"])
-        record = None if opts.overwrite else _matches(folder, key)
+        record = None if opts.overwrite else matching_record(folder, key)
         if record is not None:
             status.update(status="skipped", rows=record["rows"], top1=record.get("top1", ""),
                           where_score=record.get("where_score", ""))
@@ -271,55 +220,12 @@ def _run_model(name: str, opts: SweepOptions, ctx: dict) -> dict:
     return status
 
 
-def _csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def _concat_csv(paths: list[Path]) -> str:
-    """CSV files with one header, in order (all written with the same columns)."""
-    text = ""
-    for p in paths:
-        lines = p.read_text(encoding="utf-8").splitlines(keepends=True)
-        text += "".join(lines if not text else lines[1:])
-    return text
-
-
-def _merge(names: list[str], statuses: dict[str, dict], opts: SweepOptions) -> dict:
-    """rank 0: summary.csv, failures.csv and the merged trials/accuracy/where of the finished models."""
-    out = opts.out
-    summary = [statuses[n] for n in names]
-    atomic_write_text(out / "summary.csv", _csv_text(summary, SUMMARY_COLUMNS))
-    failed = [s for s in summary if s["status"] == "failed"]
-    atomic_write_text(out / "failures.csv", _csv_text(
-        [{k: s[k] for k in FAILURE_COLUMNS} for s in failed], FAILURE_COLUMNS))
-    done = [out / "models" / folder_name(s["model"]) for s in summary if s["status"] != "failed"]
-    merged = {}
-    if done:
-        merged["trials"] = atomic_write_text(out / "trials.csv",
-                                             _concat_csv([d / "trials.csv" for d in done]))
-        if opts.accuracy is not None:
-            merged["accuracy"] = atomic_write_text(out / "model_accuracy.csv", _concat_csv(
-                [d / "accuracy.csv" for d in done]))
-        if opts.where is not None:
-            results = [json.loads((d / "where.json").read_text(encoding="utf-8")) for d in done]
-            merged["where"] = atomic_write_text(out / "where.json", json.dumps(
-                {"results": results}, indent=2) + "\n")
-    else:  # nothing finished: leave no stale merged table from an earlier sweep
-        for stale in ("trials.csv", "model_accuracy.csv", "where.json"):
-            (out / stale).unlink(missing_ok=True)
-    return {"summary": summary, "failed": failed, **merged}
-
-
 def sweep(model_specs: list[str], opts: SweepOptions) -> dict:
     """Run the sweep (this process's share under torchrun); on rank 0 returns
     {"summary": rows, "failed": rows, "trials": path, …}, elsewhere {"summary": None}."""
     from experiment.schema import TRIAL_COLUMNS
 
-    ranks = _Ranks()
+    ranks = Ranks()
     try:
         names = expand_models(model_specs)
         opts.rules = tuple(check_rule(r) for r in opts.rules)
@@ -328,7 +234,7 @@ def sweep(model_specs: list[str], opts: SweepOptions) -> dict:
         check_precision(opts.precision, check_device(opts.device))
         stimuli = read_stimulus_set(opts.stimuli)            # every file checked against its sha256
         inputs = [opts.stimuli, opts.where, opts.accuracy, opts.weights_dir]
-        _prepare_out(opts.out, [p for p in inputs if p is not None], opts.overwrite)
+        prepare_out(opts.out, [p for p in inputs if p is not None], opts.overwrite)
         ctx = {"stimuli": stimuli, "stimuli_key": set_key(stimuli), "columns": TRIAL_COLUMNS,
                "rank": ranks.rank, "world": ranks.world, "extra_key": {"seed": opts.seed}}
         if opts.batch_size is None:
@@ -362,13 +268,9 @@ def sweep(model_specs: list[str], opts: SweepOptions) -> dict:
         for r in range(1, ranks.world):
             statuses.update(json.loads((opts.out / ".ranks" / f"rank-{r}.json").read_text()))
         shutil.rmtree(opts.out / ".ranks", ignore_errors=True)
-        return _merge(names, statuses, opts)
+        return merge(names, statuses, opts)
     finally:
         ranks.close()
-
-
-def is_sweep(out: Path) -> bool:
-    return is_suite_folder(out) and json.loads((out / MARK).read_text()).get("made_by") == COMMAND
 
 
 def _prepare_extras(opts: SweepOptions, ctx: dict) -> None:
