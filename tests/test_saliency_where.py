@@ -207,3 +207,24 @@ def test_where_out_that_is_an_input_or_not_a_file_is_refused_before_work(where_s
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and str(out) in err and "unknown model" not in err
     assert {p: p.read_bytes() for p in kept} == kept
+
+
+def test_split_half_ceiling_equals_preparing_each_half_mean():
+    # the ceiling prepares each participant's map once (the preparation is linear); the
+    # definition prepares each half's mean map: the two must agree
+    from models.human_maps import prepare_human_maps
+    from models.where import spearman_rows
+
+    rng = np.random.default_rng(3)
+    maps = [rng.random((5, 64, 64)).astype(np.float32) ** 3 for _ in range(3)]
+    got = split_half_ceiling(maps, n_splits=4, seed=11, progress=False)
+    split_rng, means = np.random.default_rng(11), []
+    for _ in range(4):
+        a, b = [], []
+        for m in maps:
+            order = split_rng.permutation(m.shape[0])
+            a.append(m[order[:2]].mean(axis=0))
+            b.append(m[order[2:4]].mean(axis=0))
+        blurred = prepare_human_maps(np.stack(a + b))[:, 0].numpy()
+        means.append(np.nanmean(spearman_rows(blurred[:3], blurred[3:])))
+    assert got == pytest.approx(float(np.mean(means)), abs=1e-4)
