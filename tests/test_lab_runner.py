@@ -218,6 +218,7 @@ def _image_box(shot, background=(128, 128, 128)) -> tuple[int, int, int, int] | 
     return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
 
 
+@pytest.mark.slow  # ~30 s on 2 busy cores
 def test_the_image_is_drawn_at_the_monitors_pixel_size(display, lists, tmp_path):
     """A Monitor Center calibration (in a temporary PsychoPy home) and --stimulus-deg 8: the
     screen, grabbed from the X server while the image is up, shows a 253 x 253 px image on

@@ -76,6 +76,7 @@ def study(tmp_path_factory):
     return cfg, record
 
 
+@pytest.mark.slow  # the whole pipeline once (the study fixture): ~30-50 s
 def test_every_model_has_a_finite_alignment_score_with_an_interval(study):
     cfg, record = study
     scores = pd.read_csv(cfg.out / "report" / "alignment.csv")
@@ -88,6 +89,7 @@ def test_every_model_has_a_finite_alignment_score_with_an_interval(study):
     assert set(scores["reference"]) == {"simulated"}
 
 
+@pytest.mark.slow  # the whole pipeline once (the study fixture): ~30-50 s
 def test_human_and_model_curves_rise_with_the_level(study):
     cfg, _ = study
     curves = pd.read_csv(cfg.out / "report" / "curves.csv")
@@ -101,6 +103,7 @@ def test_human_and_model_curves_rise_with_the_level(study):
         assert high > low + 0.1, (kind, acc.loc[kind].round(2).to_dict())
 
 
+@pytest.mark.slow  # the whole pipeline once (the study fixture): ~30-50 s
 def test_report_page_and_provenance(study):
     cfg, record = study
     page = Path(record["report"])
