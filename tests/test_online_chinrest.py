@@ -22,6 +22,7 @@ from experiment.schema import OPTIONAL_TRIAL_COLUMNS, TRIAL_COLUMNS, read_rows
 from experiment.visual_angle import deg_to_px, px_to_deg, whole_px
 from tests.support.chinrest import calibrate, plugin_distance_cm
 from tests.support.local_server import serve_in_thread
+from tests.support.online_driver import drive
 from tests.support.sample_study import make_lists, make_stimulus_set
 
 CHROMIUM = "/usr/bin/chromium"
@@ -120,8 +121,6 @@ def test_chinrest_measures_what_the_script_implies_and_the_image_is_drawn_at_8_d
 
 
 def test_a_whole_session_records_the_angle_on_every_trial(site, browser, tmp_path):
-    from tests.test_online_browser import drive
-
     db = tmp_path / "study.sqlite"
     with serve_in_thread(create_app(site, db, ADMIN)) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 720})
@@ -262,8 +261,6 @@ new MutationObserver(() => {
 
 def test_practice_repeats_below_the_criterion_with_the_labs_texts_and_background(
         browser, tmp_path):
-    from tests.test_online_browser import drive
-
     manifest = make_stimulus_set(tmp_path / "set", n_images=2)
     lists = make_lists(manifest, tmp_path / "lists.csv", n_lists=1, n_blocks=1, n_practice=1,
                        stimuli_dir=tmp_path / "set")
