@@ -124,6 +124,7 @@ def test_humans_vs_model_detected_when_different_not_when_identical():
     assert rejected["different"] / n_sim >= 0.8
 
 
+@pytest.mark.slow  # ~70-140 s on a loaded 2-core machine
 def test_model_vs_model_paired_bootstrap_with_holm():
     # Resampling participants and images (not levels: drawing 11 levels with replacement
     # widens every interval so much that a 4x threshold is told apart from a matched model on

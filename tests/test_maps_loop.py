@@ -13,16 +13,14 @@ from stimuli.__main__ import COMMANDS
 from stimuli.simulated_players import SIMULATED_PREFIX
 from suite.command_line import dispatch
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
-
 
 def _stimuli(*argv) -> int:
     return dispatch("python -m stimuli", COMMANDS, [str(a) for a in argv])
 
 
 @pytest.fixture
-def manifest(tmp_path) -> Path:
-    rows = list(csv.DictReader(open(SAMPLE / "manifest.csv", encoding="utf-8")))
+def manifest(tmp_path, imagenet_sample) -> Path:
+    rows = list(csv.DictReader(open(imagenet_sample / "manifest.csv", encoding="utf-8")))
     picked = [r for r in rows if r["category"] == "animal"][:2] + \
         [r for r in rows if r["category"] == "non-animal"][:2]
     path = tmp_path / "build.csv"
@@ -30,7 +28,7 @@ def manifest(tmp_path) -> Path:
         w = csv.writer(fh)
         w.writerow(["image", "image_id", "category", "class_index"])
         for r in picked:
-            w.writerow([SAMPLE / r["file"], r["wnid"], r["category"], r["class_index"]])
+            w.writerow([imagenet_sample / r["file"], r["wnid"], r["category"], r["class_index"]])
     return path
 
 
