@@ -1,4 +1,5 @@
-"""Build a stimulus set (PNG stimuli, manifest.csv, stimulus_set.json, contact sheet) atomically; CLI ``build``."""
+"""Build a stimulus set (PNG stimuli, manifest.csv, stimulus_set.json, contact sheet) atomically;
+CLI ``build``."""
 
 from __future__ import annotations
 
@@ -66,13 +67,15 @@ def _check_files_exist(items: list[BuildItem]) -> None:
         for kind, p in (("image", it.image), ("map", it.map)):
             if not Path(p).is_file():
                 raise InputError(f"{p}: {kind} for image_id {it.image_id!r} not found"
-                                 f"{' (named in ' + it.source + ')' if it.source else ''}; fix the path")
+                                 f"{' (named in ' + it.source + ')' if it.source else ''}; "
+                                 "fix the path")
 
 
 def build_stimulus_set(source, out_dir: str | Path, config: BuildConfig = BuildConfig(), *,
                        overwrite: bool = False, workers: int | None = None, progress: bool = True,
                        stats: dict | None = None) -> Path:
-    """Build a stimulus set from a build-manifest path or BuildItems into ``out_dir``; returns ``out_dir``.
+    """Build a stimulus set from a build-manifest path or BuildItems into ``out_dir``;
+    returns ``out_dir``.
 
     ``out_dir`` is checked first (``suite.outputs.check_output_folder``: not a file, not
     under a file, writable, holding no input; a non-empty one needs ``overwrite`` and is
@@ -113,7 +116,8 @@ def build_stimulus_set(source, out_dir: str | Path, config: BuildConfig = BuildC
 
 def _render_set(items: list[BuildItem], config: BuildConfig, tmp: Path, workers: int,
                 progress: bool) -> tuple[list[dict], float, float]:
-    """Render every item's stimuli into ``tmp/stimuli``; returns (manifest rows, encode s, work s)."""
+    """Render every item's stimuli into ``tmp/stimuli``; returns (manifest rows, encode s,
+    work s)."""
     (tmp / "stimuli").mkdir()
     amplitude = _set_amplitude(items, config.size, workers, progress) \
         if config.spectrum == "set" else None
@@ -146,7 +150,8 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _write_set_info(path: Path, items: list[BuildItem], config: BuildConfig, rows: list[dict]) -> None:
+def _write_set_info(path: Path, items: list[BuildItem], config: BuildConfig,
+                    rows: list[dict]) -> None:
     seeds = {r["image_id"]: r["seed"] for r in rows}
     info = {
         "kind": "stimulus_set",
@@ -168,17 +173,22 @@ def _write_set_info(path: Path, items: list[BuildItem], config: BuildConfig, row
 
 
 def add_arguments(parser) -> None:
-    """CLI options of ``python -m stimuli build``; defaults are BuildConfig's; ranges checked at parse time."""
+    """CLI options of ``python -m stimuli build``; defaults are BuildConfig's; ranges checked at
+    parse time."""
     d = BuildConfig()
     src = parser.add_argument_group("input (a manifest, or two folders)")
-    src.add_argument("--manifest", type=Path, help="build manifest CSV: image,map,image_id,category,class_index")
-    src.add_argument("--images", type=Path, help="folder with animal/ and non-animal/ sub-folders of images")
-    src.add_argument("--maps", type=Path, help="folder of maps (.npy/.npz/.png/.jpg) named like the images")
+    src.add_argument("--manifest", type=Path,
+                     help="build manifest CSV: image,map,image_id,category,class_index")
+    src.add_argument("--images", type=Path,
+                     help="folder with animal/ and non-animal/ sub-folders of images")
+    src.add_argument("--maps", type=Path,
+                     help="folder of maps (.npy/.npz/.png/.jpg) named like the images")
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder: the stimulus set (must be empty or new)")
     parser.add_argument("--seed", type=int_at_least(0), default=d.seed,
                         help=f"set seed, below 2**63 (default {d.seed})")
-    parser.add_argument("--order", choices=ORDERS, default=d.order, help=f"pixel order (default {d.order})")
+    parser.add_argument("--order", choices=ORDERS, default=d.order,
+                        help=f"pixel order (default {d.order})")
     parser.add_argument("--budget", type=int_at_least(1), default=d.budget,
                         help=f"pixels revealed at 100%% for every image (default {d.budget})")
     parser.add_argument("--levels", type=list_item(float_in(0, 100, low_open=True)), nargs="+",
@@ -187,9 +197,11 @@ def add_arguments(parser) -> None:
                         help="revealed percentages, increasing, separated by spaces "
                              "(default: 11 log-spaced, 1..100)")
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=d.full,
-                        help="add the unmasked full-image condition (default on; --no-full drops it)")
+                        help="add the unmasked full-image condition "
+                             "(default on; --no-full drops it)")
     parser.add_argument("--spectrum", choices=SPECTRA, default=d.spectrum,
-                        help=f"noise amplitude spectrum: each image's own or the set average (default {d.spectrum})")
+                        help="noise amplitude spectrum: each image's own or the set average "
+                             f"(default {d.spectrum})")
     parser.add_argument("--size", type=int_in(8, MAX_SIZE), default=d.size,
                         help=f"canvas side in px, 8-{MAX_SIZE} (default {d.size})")
     parser.add_argument("--png-compress-level", type=int_in(0, 9), default=d.png_compress_level,
@@ -225,6 +237,7 @@ def main(args) -> int:
                          order=args.order, budget=args.budget, seed=args.seed,
                          spectrum=args.spectrum, png_compress_level=args.png_compress_level,
                          maps_note=args.maps_note or _manifest_maps_note(args.manifest))
-    out = build_stimulus_set(items, args.out, config, overwrite=args.overwrite, workers=args.workers)
+    out = build_stimulus_set(items, args.out, config, overwrite=args.overwrite,
+                             workers=args.workers)
     print(f"wrote {len(read_stimulus_manifest(out))} stimuli of {len(items)} images to {out}")
     return 0

@@ -72,7 +72,8 @@ def read_image_list(path: str | Path) -> list[ImageEntry]:
         image_id, category = (row["image_id"] or "").strip(), (row["category"] or "").strip()
         _check_labels(image_id, category, where)
         if image_id in seen:
-            raise InputError(f"{where}: duplicate image_id {image_id!r}; give every image its own id")
+            raise InputError(f"{where}: duplicate image_id {image_id!r}; "
+                             "give every image its own id")
         seen.add(image_id)
         raw = (row.get("class_index") or "").strip()
         if raw and (not raw.isdigit() or int(raw) > 999):
@@ -98,7 +99,8 @@ def _parse_path(text: str, where: str) -> np.ndarray:
     try:
         pts = json.loads(text or "[]")
     except json.JSONDecodeError as err:
-        raise InputError(f"{where}: path is not JSON ({err.msg}); write a list of [x, y, t_ms]") from err
+        raise InputError(f"{where}: path is not JSON ({err.msg}); "
+                         "write a list of [x, y, t_ms]") from err
     if not isinstance(pts, list) or not all(
             isinstance(p, list) and len(p) == 3 and all(
                 isinstance(v, int | float) and not isinstance(v, bool) for v in p) for p in pts):
@@ -123,7 +125,8 @@ def read_clicks(path: str | Path) -> list[Round]:
             reader = csv.DictReader(fh)
             header, rows = reader.fieldnames or [], list(reader)
     except OSError as err:
-        raise InputError(f"{path}: cannot read the clicks CSV ({err.strerror}); check the path") from err
+        raise InputError(f"{path}: cannot read the clicks CSV ({err.strerror}); "
+                         "check the path") from err
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not a UTF-8 CSV file") from err
     required = ("image_id", "player_id", "round_id", "outcome", "path")
@@ -156,7 +159,8 @@ def read_clicks(path: str | Path) -> list[Round]:
 def bubble_map(path: np.ndarray, size: int = FRAME, bubble: int = BUBBLE) -> np.ndarray:
     """Binary (size, size) float32 map: a ``bubble``-px square at each centre of ``path``.
 
-    The square of a centre (x, y) covers columns floor(x) − bubble//2 … floor(x) + bubble − bubble//2 − 1
+    The square of a centre (x, y) covers columns
+    floor(x) − bubble//2 … floor(x) + bubble − bubble//2 − 1
     (7 left, 6 right for 14 px), rows likewise, clipped at the frame.
     """
     before, after = bubble // 2, bubble - bubble // 2 - 1   # 7 and 6 for 14 px
@@ -170,7 +174,8 @@ def bubble_map(path: np.ndarray, size: int = FRAME, bubble: int = BUBBLE) -> np.
     # a box sum over that window from a summed-area table, > 0
     s = np.pad(marks.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     r = np.arange(size)
-    top, bottom = r + 1, r + after + 1 + before + 1  # padded indices of r − after and r + before + 1
+    # padded indices of r − after and r + before + 1
+    top, bottom = r + 1, r + after + 1 + before + 1
     out = (s[bottom][:, bottom] - s[top][:, bottom] - s[bottom][:, top] + s[top][:, top])
     return (out > 0).astype(np.float32)
 

@@ -1,4 +1,5 @@
-"""``python -m stimuli import-clickme``: the published maps (ClickMe shards, Clicktionary .npz) as a build manifest.
+"""``python -m stimuli import-clickme``: the published maps (ClickMe shards, Clicktionary .npz)
+as a build manifest.
 
 ClickMe TFRecord shards hold ``image`` (256×256 RGB JPEG), ``heatmap`` (256×256 8-bit JPEG)
 and ``label`` (ImageNet index): the keys the authors' loader parses (serre-lab/Harmonization,
@@ -55,7 +56,8 @@ def decode_clickme(data: bytes, keys: ClickMeKeys = ClickMeKeys(), where: str = 
     return image, heat, label
 
 
-def _decode(data: bytes, keys: ClickMeKeys, where: str) -> tuple[np.ndarray, np.ndarray, int, bytes]:
+def _decode(data: bytes, keys: ClickMeKeys,
+            where: str) -> tuple[np.ndarray, np.ndarray, int, bytes]:
     try:
         ex = parse_example(data)
     except (ValueError, UnicodeDecodeError) as err:
@@ -135,7 +137,8 @@ def _as_image(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _import_clicktionary(files: list[Path], spec: list[str], category: str | None,
-                         limit: int | None, out: Path, rows: list[dict], skipped: list[str]) -> None:
+                         limit: int | None, out: Path, rows: list[dict],
+                         skipped: list[str]) -> None:
     for path in files:
         if limit is not None and len(rows) >= limit:
             return
@@ -171,11 +174,13 @@ def _import_clicktionary(files: list[Path], spec: list[str], category: str | Non
 def add_arguments(parser) -> None:
     parser.add_argument("shards", type=list_item(Path), nargs="*", metavar="SHARD",
                         help="ClickMe TFRecord shards (uncompressed)")
-    parser.add_argument("--clicktionary", type=list_item(Path), nargs="+", default=[], metavar="FILE",
+    parser.add_argument("--clicktionary", type=list_item(Path), nargs="+", default=[],
+                        metavar="FILE",
                         help="Clicktionary per-image .npz files")
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder: images, maps and build manifest (new or empty)")
-    parser.add_argument("--limit", type=int_at_least(1), default=None, help="import at most N images")
+    parser.add_argument("--limit", type=int_at_least(1), default=None,
+                        help="import at most N images")
     parser.add_argument("--clickme-keys", nargs="+", action=exactly(3), type=list_item(),
                         default=list(CLICKME_KEYS), metavar="KEY",
                         help="the shards' three feature keys IMAGE HEATMAP LABEL (default the "
@@ -185,7 +190,8 @@ def add_arguments(parser) -> None:
                                                          ".npz (default: found by name)")
     parser.add_argument("--category", choices=CATEGORIES, default=None,
                         help="category of Clicktionary images that carry no label")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier output of this suite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier output of this suite")
 
 
 def main(args) -> int:

@@ -24,7 +24,8 @@ MAX_SIZE = 2048
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """Every parameter that shapes a stimulus set; defaults from paradigm §1-2 and docs/stimuli.md."""
+    """Every parameter that shapes a stimulus set; defaults from paradigm §1-2 and
+    docs/stimuli.md."""
 
     size: int = 256                      # canvas side, px
     levels_percent: tuple[float, ...] = DEFAULT_LEVELS
@@ -33,17 +34,21 @@ class BuildConfig:
     budget: int = 16384                  # pixels revealed at 100 % (a quarter of 256 x 256)
     seed: int = 0                        # set seed; per-image seeds derive from it and image_id
     spectrum: str = "image"              # image: own amplitude spectrum; set: set-average spectrum
-    png_compress_level: int = 6          # zlib level for PNGs; with Huffman-only coding (see render.encode_png)
-    maps_note: str = field(default="", compare=False)  # where the maps came from, saved with the set
+    # zlib level for PNGs; with Huffman-only coding (see render.encode_png)
+    png_compress_level: int = 6
+    # where the maps came from, saved with the set
+    maps_note: str = field(default="", compare=False)
 
     def __post_init__(self):
         problems = []
         if not 8 <= self.size <= MAX_SIZE:
             problems.append(f"size {self.size} outside 8..{MAX_SIZE}")
         if not 1 <= self.budget <= self.size * self.size:
-            problems.append(f"budget {self.budget} outside 1..{self.size * self.size} (canvas pixels)")
+            problems.append(f"budget {self.budget} outside 1..{self.size * self.size} "
+                            "(canvas pixels)")
         lv = self.levels_percent
-        if not lv or any(not 0 < p <= 100 for p in lv) or any(b <= a for a, b in zip(lv, lv[1:], strict=False)):
+        if not lv or any(not 0 < p <= 100 for p in lv) or any(
+                b <= a for a, b in zip(lv, lv[1:], strict=False)):
             problems.append(f"levels {list(lv)} must be increasing percentages in (0, 100]")
         if self.order not in ORDERS:
             problems.append(f"order {self.order!r} not one of {', '.join(ORDERS)}")

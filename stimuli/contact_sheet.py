@@ -1,4 +1,5 @@
-"""A contact sheet of a stimulus set: images as rows, levels as columns, labelled, for a quick look."""
+"""A contact sheet of a stimulus set: images as rows, levels as columns, labelled, for a quick
+look."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The built-in demo: scikit-image's sample photographs with suite-derived (not human) importance maps."""
+"""The built-in demo: scikit-image's sample photographs with suite-derived (not human)
+importance maps."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from suite.errors import InputError
 from suite.outputs import building_folder, check_output_folder
 
 MAPS_NOTE = ("NOT HUMAN MAPS: demo importance maps derived by the suite from each photograph "
-             "(multi-scale centre-surround CIELAB colour contrast, stimuli/derived_maps.py), standing in "
-             "for ClickMe/Clicktionary maps")
+             "(multi-scale centre-surround CIELAB colour contrast, stimuli/derived_maps.py), "
+             "standing in for ClickMe/Clicktionary maps")
 
 # (image_id, file in scikit-image's data folder, category, ImageNet class or None, augmentation).
 # scikit-image ships one animal photograph (Chelsea the cat) and a horse silhouette; the
@@ -28,7 +29,7 @@ DEMO_IMAGES = (
     ("chelsea", "chelsea.png", "animal", 281, None),                 # tabby cat
     ("chelsea_mirrored", "chelsea.png", "animal", 281, "mirror"),
     ("chelsea_face", "chelsea.png", "animal", 281, "face_crop"),
-    ("horse_silhouette", "horse.png", "animal", None, None),           # a drawing, no ImageNet class
+    ("horse_silhouette", "horse.png", "animal", None, None),         # a drawing, no ImageNet class
     ("coffee", "coffee.png", "non-animal", 967, None),               # espresso
     ("coffee_mirrored", "coffee.png", "non-animal", 967, "mirror"),
     ("rocket", "rocket.jpg", "non-animal", None, None),
@@ -46,7 +47,8 @@ def _augment(image: Image.Image, how: str | None) -> Image.Image:
 
 
 def write_demo_inputs(out_dir: str | Path, *, overwrite: bool = False) -> Path:
-    """Write demo images, derived maps and a build manifest into ``out_dir``; returns the manifest path.
+    """Write demo images, derived maps and a build manifest into ``out_dir``; returns the
+    manifest path.
 
     A non-empty ``out_dir`` needs ``overwrite`` and is replaced only if the suite made it
     (``suite.outputs``); the folder is written aside and swapped in when complete.

@@ -15,7 +15,8 @@ from stimuli.click_maps import FRAME
 
 
 def contrast_saliency(image: np.ndarray) -> np.ndarray:
-    """Centre-surround CIELAB contrast saliency of an (H, W, 3) uint8 image: (H, W) float32, 0 below the median."""
+    """Centre-surround CIELAB contrast saliency of an (H, W, 3) uint8 image: (H, W) float32,
+    0 below the median."""
     lab = color.rgb2lab(image)
     sal = np.zeros(image.shape[:2])
     for sigma in (1.0, 2.0, 4.0):

@@ -39,7 +39,8 @@ class BuildItem:
 def _check_labels(image_id: str, category: str, where: str) -> None:
     if not _SAFE_ID.match(image_id or ""):
         raise InputError(f"{where}: image_id {image_id!r} is empty or has characters other than "
-                         "letters, digits, '.', '_' and '-'; rename it (it becomes part of file names)")
+                         "letters, digits, '.', '_' and '-'; "
+                         "rename it (it becomes part of file names)")
     if category not in CATEGORIES:
         raise InputError(f"{where}: unknown category {category!r} for image {image_id!r}; "
                          f"use one of {', '.join(CATEGORIES)}")
@@ -49,7 +50,8 @@ def _check_unique(items: list[BuildItem], where: str) -> None:
     seen: dict[str, BuildItem] = {}
     for item in items:
         if item.image_id in seen:
-            raise InputError(f"{where}: duplicate image_id {item.image_id!r} ({seen[item.image_id].image} "
+            raise InputError(f"{where}: duplicate image_id {item.image_id!r} "
+                             f"({seen[item.image_id].image} "
                              f"and {item.image}); give every image its own id")
         seen[item.image_id] = item
     if not items:
@@ -57,7 +59,8 @@ def _check_unique(items: list[BuildItem], where: str) -> None:
 
 
 def read_build_manifest(path: str | Path) -> list[BuildItem]:
-    """Rows of a build manifest (paradigm §4: image, map, image_id, category, class_index), paths resolved."""
+    """Rows of a build manifest (paradigm §4: image, map, image_id, category, class_index),
+    paths resolved."""
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -96,7 +99,8 @@ def read_build_manifest(path: str | Path) -> list[BuildItem]:
 
 
 def items_from_folders(images_dir: str | Path, maps_dir: str | Path) -> list[BuildItem]:
-    """Items from images in ``images_dir/animal/`` and ``images_dir/non-animal/``, maps matched by file stem.
+    """Items from images in ``images_dir/animal/`` and ``images_dir/non-animal/``, maps matched
+    by file stem.
 
     Hidden files and folders and files without an image suffix (``IMAGE_SUFFIXES``) are skipped.
     """
@@ -142,8 +146,8 @@ def _high_bit_depth_to_gray8(im: Image.Image, path: Path) -> np.ndarray:
     if im.mode == "F":
         if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
             raise InputError(f"{path}: floating-point image (mode F) with values outside 0..1 "
-                             f"(min {np.nanmin(arr):g}, max {np.nanmax(arr):g}); its range cannot be "
-                             "told — save it as an 8- or 16-bit image")
+                             f"(min {np.nanmin(arr):g}, max {np.nanmax(arr):g}); "
+                             "its range cannot be told — save it as an 8- or 16-bit image")
         gray = arr * 255.0
     else:
         if arr.min() < 0 or arr.max() > 65535:
@@ -203,7 +207,8 @@ def _read_map_array(path: Path) -> np.ndarray:
             if im.mode in ("I;16", "I;16B", "I", "F"):
                 return np.asarray(im, dtype=np.float64)
             return np.asarray(im.convert("L"), dtype=np.float64)
-    raise InputError(f"{path}: unsupported map format {suffix!r}; use one of {', '.join(MAP_SUFFIXES)}")
+    raise InputError(f"{path}: unsupported map format {suffix!r}; "
+                     f"use one of {', '.join(MAP_SUFFIXES)}")
 
 
 def load_map(path: str | Path) -> np.ndarray:
@@ -237,7 +242,8 @@ def load_map(path: str | Path) -> np.ndarray:
     return arr
 
 
-def check_aspect(image: np.ndarray, importance: np.ndarray, map_path: Path, image_path: Path) -> None:
+def check_aspect(image: np.ndarray, importance: np.ndarray, map_path: Path,
+                 image_path: Path) -> None:
     """Raise InputError when the map's aspect ratio differs from its image's (beyond rounding)."""
     (ih, iw), (mh, mw) = image.shape[:2], importance.shape
     ratio_i, ratio_m = iw / ih, mw / mh

@@ -14,7 +14,8 @@ _OPTIONAL_FLOAT = ("level_percent", "centroid_dx", "centroid_dy")
 
 
 def read_stimulus_rows(set_dir: str | os.PathLike) -> tuple[Path, list[dict]]:
-    """(manifest path, rows as strings) of a set's manifest.csv: present, every column, not empty."""
+    """(manifest path, rows as strings) of a set's manifest.csv: present, every column,
+    not empty."""
     folder = Path(set_dir)
     manifest = folder / "manifest.csv"
     if not manifest.is_file():
@@ -27,7 +28,8 @@ def read_stimulus_rows(set_dir: str | os.PathLike) -> tuple[Path, list[dict]]:
 
 
 def read_stimulus_manifest(set_dir: str | os.PathLike) -> list[dict]:
-    """Rows of a set's manifest.csv, typed: ints, floats, None for empty cells; ``file`` stays relative."""
+    """Rows of a set's manifest.csv, typed: ints, floats, None for empty cells; ``file`` stays
+    relative."""
     manifest, raw = read_stimulus_rows(set_dir)
     rows = []
     for line, r in enumerate(raw, start=2):

@@ -1,4 +1,5 @@
-"""``python -m stimuli maps``: importance maps from the game's clicks, or (labelled NOT HUMAN) without people.
+"""``python -m stimuli maps``: importance maps from the game's clicks, or (labelled NOT HUMAN)
+without people.
 
 ``--clicks CSV``: per image, each player's bubble map (paradigm §6), the mean over players,
 a flat-disc blur applied twice, min–max; the split-half reliability, its null and the
@@ -126,7 +127,8 @@ def maps_without_people(entries: list[ImageEntry], kind: str, out: Path) -> list
     return rows
 
 
-def maps_from_clicks(entries: list[ImageEntry], clicks: Path, out: Path, args) -> tuple[list[dict], dict]:
+def maps_from_clicks(entries: list[ImageEntry], clicks: Path, out: Path,
+                     args) -> tuple[list[dict], dict]:
     """Write human maps, per-player maps, reliability table + figure, excluded list into ``out``."""
     from stimuli.reliability import (
         RELIABILITY_COLUMNS,
@@ -151,7 +153,8 @@ def maps_from_clicks(entries: list[ImageEntry], clicks: Path, out: Path, args) -
         n = len(per_image.get(e.image_id, {}))
         (kept if n >= args.min_players else excluded).append((e, n))
     excl_rows = [{"image_id": e.image_id, "n_players": n,
-                  "reason": f"fewer than --min-players {args.min_players} players"} for e, n in excluded]
+                  "reason": f"fewer than --min-players {args.min_players} players"}
+                 for e, n in excluded]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=("image_id", "n_players", "reason"), lineterminator="\n")
     w.writeheader()
@@ -169,7 +172,8 @@ def maps_from_clicks(entries: list[ImageEntry], clicks: Path, out: Path, args) -
         participant[e.image_id] = stack
         image_file, _ = _write_image(e, out)
         rows.append(manifest_row(e.image_id, image_file, e.category, e.class_index,
-                                 _write_map(out, e.image_id, aggregate(stack, args.blur_px)), source))
+                                 _write_map(out, e.image_id, aggregate(stack, args.blur_px)),
+                                 source))
     np.savez_compressed(out / PARTICIPANT_MAPS, **participant)
     ids = [e.image_id for e, _ in kept]
     rel = reliability(stacks, args.blur_px, args.n_splits, args.seed)
@@ -179,13 +183,16 @@ def maps_from_clicks(entries: list[ImageEntry], clicks: Path, out: Path, args) -
     w.writerows(reliability_rows(ids, rel))
     atomic_write_text(out / "reliability.csv", buf.getvalue())
     atomic_write_bytes(out / "reliability.png", reliability_figure(ids, rel))
-    summary = {"map_source": source, "n_rounds": len(rounds), "rounds_dropped": dropped, "n_images": len(kept),
+    summary = {"map_source": source, "n_rounds": len(rounds), "rounds_dropped": dropped,
+               "n_images": len(kept),
                "images_left_out": [r["image_id"] for r in excl_rows],
                "mean_split_half_rho": _mean(rel.split_half), "mean_null_rho": _mean(rel.null),
                "mean_centre_bias_rho": _mean(rel.centre_bias),
                "mean_spearman_brown_rho": _mean(rel.spearman_brown)}
-    print(f"{len(kept)} images, {len(excl_rows)} left out; split-half ρ {summary['mean_split_half_rho']}"
-          f", null {summary['mean_null_rho']}, centre-bias control {summary['mean_centre_bias_rho']}")
+    print(f"{len(kept)} images, {len(excl_rows)} left out; "
+          f"split-half ρ {summary['mean_split_half_rho']}"
+          f", null {summary['mean_null_rho']}, "
+          f"centre-bias control {summary['mean_centre_bias_rho']}")
     return rows, summary
 
 
@@ -195,16 +202,18 @@ def _mean(v: np.ndarray) -> float | None:
 
 def add_arguments(parser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--clicks", type=Path, help="clicks CSV from the game's export-clicks (docs/maps.md)")
+    src.add_argument("--clicks", type=Path,
+                     help="clicks CSV from the game's export-clicks (docs/maps.md)")
     src.add_argument("--from", dest="source", choices=tuple(NOT_HUMAN),
                      help="maps without people (NOT HUMAN): colour contrast or a centre Gaussian")
     parser.add_argument("--images", type=Path, required=True,
-                        help="build manifest (image, image_id, category[, class_index]); with --from "
-                             "also a folder with animal/ and non-animal/ sub-folders")
+                        help="build manifest (image, image_id, category[, class_index]); "
+                             "with --from also a folder with animal/ and non-animal/ sub-folders")
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder: maps, build manifest, reliability (new or empty)")
     parser.add_argument("--min-bubbles", type=int_at_least(1), default=10,
-                        help="drop rounds with fewer bubbles (default 10: the partner's first query)")
+                        help="drop rounds with fewer bubbles "
+                             "(default 10: the partner's first query)")
     parser.add_argument("--min-players", type=int_at_least(2), default=5,
                         help="leave out images with fewer players (default 5, paradigm §6)")
     parser.add_argument("--bubble-px", type=int_in(2, 64), default=BUBBLE,
@@ -212,12 +221,14 @@ def add_arguments(parser) -> None:
                              f"(default {BUBBLE}, paradigm §6)")
     parser.add_argument("--blur-px", type=int_at_least(1), default=21,
                         help="flat-disc diameter, applied twice (default 21)")
-    parser.add_argument("--keep-skipped", action="store_true", help="keep rounds the player skipped")
+    parser.add_argument("--keep-skipped", action="store_true",
+                        help="keep rounds the player skipped")
     parser.add_argument("--n-splits", type=int_at_least(1), default=1000,
                         help="random player splits for split-half reliability (default 1000)")
     parser.add_argument("--seed", type=int_at_least(0), default=0,
                         help="seed of the reliability splits (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier output of this suite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier output of this suite")
 
 
 def main(args) -> int:

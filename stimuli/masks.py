@@ -1,4 +1,5 @@
-"""Which pixels a stimulus reveals: resize and crop, nested pixel orders, level counts, centering."""
+"""Which pixels a stimulus reveals: resize and crop, nested pixel orders, level counts,
+centering."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ FILL_BLUR_SIGMA = 8.0
 
 
 def crop_box(width: int, height: int) -> tuple[float, float, float, float]:
-    """The centered square (left, top, right, bottom) in source pixels that the shorter side spans."""
+    """The centered square (left, top, right, bottom) in source pixels that the shorter side
+    spans."""
     side = min(width, height)
     left, top = (width - side) / 2.0, (height - side) / 2.0
     return left, top, left + side, top + side
@@ -24,7 +26,8 @@ def crop_box(width: int, height: int) -> tuple[float, float, float, float]:
 
 def resize_center_crop(image: np.ndarray, importance: np.ndarray, size: int = 256
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Shorter side to ``size``, center crop, same geometry for both: ((S,S,3) uint8, (S,S) float32)."""
+    """Shorter side to ``size``, center crop, same geometry for both: ((S,S,3) uint8,
+    (S,S) float32)."""
     ih, iw = image.shape[:2]
     mh, mw = importance.shape
     # One box in normalized coordinates, scaled to each array, so a map stored at another
@@ -39,7 +42,8 @@ def resize_center_crop(image: np.ndarray, importance: np.ndarray, size: int = 25
     return np.asarray(img, dtype=np.uint8), np.maximum(np.asarray(imp, dtype=np.float32), 0.0)
 
 
-def _fill_order(importance: np.ndarray, zero_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _fill_order(importance: np.ndarray, zero_idx: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
     """Flat indices of the zero-importance pixels in fill order: nearest to importance first."""
     h, w = importance.shape
     # Ordered by the blurred map (importance spreading into its surround), then by distance
@@ -57,7 +61,8 @@ def _fill_order(importance: np.ndarray, zero_idx: np.ndarray, rng: np.random.Gen
 
 def _then_fill(importance: np.ndarray, head: np.ndarray, n: int | None, grow: bool,
                rng: np.random.Generator) -> np.ndarray:
-    """``head`` (the important pixels in order) followed by the zero pixels in fill order: (H*W,) int64.
+    """``head`` (the important pixels in order) followed by the zero pixels in fill order:
+    (H*W,) int64.
 
     The fill order (a blur and a three-key sort, the costliest part of ordering) only matters
     when the first ``n`` pixels can reach a zero pixel: when the map has fewer than ``n``
@@ -87,8 +92,10 @@ def rank_order(importance: np.ndarray, rng: np.random.Generator, n: int | None =
     return _then_fill(importance, head, n, grow, rng)
 
 
-def _gumbel_order(importance: np.ndarray, rng: np.random.Generator, n: int | None = None) -> np.ndarray:
-    """Plackett-Luce sample of the important pixels (log importance + Gumbel noise, sorted), then the fill order."""
+def _gumbel_order(importance: np.ndarray, rng: np.random.Generator,
+                  n: int | None = None) -> np.ndarray:
+    """Plackett-Luce sample of the important pixels (log importance + Gumbel noise, sorted),
+    then the fill order."""
     imp = importance.astype(np.float64).ravel()
     pos = np.flatnonzero(imp > 0)
     key = -(np.log(imp[pos]) + rng.gumbel(size=pos.size))
@@ -102,7 +109,8 @@ def _gumbel_order(importance: np.ndarray, rng: np.random.Generator, n: int | Non
 
 
 def grow_order(priority_order: np.ndarray, shape: tuple[int, int], n: int) -> np.ndarray:
-    """First ``n`` pixels of best-first 4-connected region growth from ``priority_order[0]``: (n,) int64.
+    """First ``n`` pixels of best-first 4-connected region growth from ``priority_order[0]``:
+    (n,) int64.
 
     ``priority_order`` lists flat indices best first; each step adds the best frontier pixel.
     """
@@ -159,7 +167,8 @@ def grow_order(priority_order: np.ndarray, shape: tuple[int, int], n: int) -> np
 
 def nested_pixel_order(importance: np.ndarray, method: str, n: int,
                        rng: np.random.Generator) -> np.ndarray:
-    """The first ``n`` flat pixel indices to reveal, best first; level masks are its prefixes: (n,) int64."""
+    """The first ``n`` flat pixel indices to reveal, best first; level masks are its prefixes:
+    (n,) int64."""
     if method == "rank":
         return rank_order(importance, rng, n)[:n]
     if method == "grow":
@@ -177,7 +186,8 @@ def level_counts(levels_percent: tuple[float, ...], budget: int) -> np.ndarray:
 
 def centering_shift(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int]
                     ) -> tuple[int, int, float, float]:
-    """Integer shift (dy, dx) putting the pixels' centroid on the canvas center, clamped to keep them inside.
+    """Integer shift (dy, dx) putting the pixels' centroid on the canvas center, clamped to keep
+    them inside.
 
     Returns (dy, dx, residual_dy, residual_dx): the residual is the shifted centroid minus the
     canvas center ((H-1)/2, (W-1)/2), in px; within 0.5 px unless the clamp bound.

@@ -1,4 +1,5 @@
-"""Phase-scrambled noise: each channel's Fourier amplitude kept, one random phase shared by all channels."""
+"""Phase-scrambled noise: each channel's Fourier amplitude kept, one random phase shared by all
+channels."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ from scipy import fft
 
 
 def _channels(image: np.ndarray) -> np.ndarray:
-    """(H, W, C) -> contiguous (C, H, W) float64: per-channel FFTs and statistics run on contiguous planes."""
+    """(H, W, C) -> contiguous (C, H, W) float64: per-channel FFTs and statistics run on
+    contiguous planes."""
     return np.ascontiguousarray(np.moveaxis(np.asarray(image, dtype=np.float64), -1, 0))
 
 
 def amplitude_spectrum(image: np.ndarray) -> np.ndarray:
-    """Per-channel Fourier amplitude of an (H, W, C) image: (C, H, W//2+1) float64 (real FFT half-plane)."""
+    """Per-channel Fourier amplitude of an (H, W, C) image: (C, H, W//2+1) float64
+    (real FFT half-plane)."""
     return np.abs(fft.rfft2(_channels(image)))
 
 
 def random_phasor(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A Hermitian-symmetric random unit phasor field for an (H, W) real image: (H, W//2+1) complex128.
+    """A Hermitian-symmetric random unit phasor field for an (H, W) real image:
+    (H, W//2+1) complex128.
 
     Taken from the FFT of real white noise (``F / |F|``), so the inverse FFT of any amplitude
     times it is real. The DC term is 1 (phase 0) so the noise keeps the source mean exactly.
@@ -32,7 +36,8 @@ def random_phasor(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarra
 
 def phase_scramble(amplitude: np.ndarray, shape: tuple[int, int], rng: np.random.Generator,
                    mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
-    """Real noise with the given amplitude (C, H, W//2+1) and one shared random phase: (H, W, C) float64, unclipped.
+    """Real noise with the given amplitude (C, H, W//2+1) and one shared random phase:
+    (H, W, C) float64, unclipped.
 
     ``mean``/``std`` (per channel) rescale the result; without them the amplitude alone sets
     them, which for a source's own amplitude are already the source's mean and std (Parseval).
@@ -57,7 +62,8 @@ def _scramble(amplitude, shape, rng, mean, std) -> np.ndarray:
 
 def noise_background(image: np.ndarray, rng: np.random.Generator,
                      amplitude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Noise matched to ``image`` (H, W, 3): returns ((H, W, 3) uint8 clipped to [0, 255], (H, W, 3) float64 unclipped).
+    """Noise matched to ``image`` (H, W, 3): returns ((H, W, 3) uint8 clipped to [0, 255],
+    (H, W, 3) float64 unclipped).
 
     ``amplitude`` replaces the image's own spectrum (the set-average option); mean and std
     still come from the image. One forward FFT of the image, one of the phase field, one inverse.

@@ -120,8 +120,10 @@ def reliability_rows(image_ids: list[str], rel: Reliability) -> list[dict]:
     """The reliability table: one row per image."""
     def f(v):
         return "" if not np.isfinite(v) else f"{v:.4f}"
-    return [{"image_id": i, "n_players": int(rel.n_players[k]), "split_half_rho": f(rel.split_half[k]),
-             "split_half_sd": f(rel.split_half_sd[k]), "spearman_brown_rho": f(rel.spearman_brown[k]),
+    return [{"image_id": i, "n_players": int(rel.n_players[k]),
+             "split_half_rho": f(rel.split_half[k]),
+             "split_half_sd": f(rel.split_half_sd[k]),
+             "spearman_brown_rho": f(rel.spearman_brown[k]),
              "null_rho": f(rel.null[k]), "centre_bias_rho": f(rel.centre_bias[k])}
             for k, i in enumerate(image_ids)]
 
@@ -131,7 +133,8 @@ RELIABILITY_COLUMNS = ("image_id", "n_players", "split_half_rho", "split_half_sd
 
 
 def reliability_figure(image_ids: list[str], rel: Reliability, title: str = "") -> bytes:
-    """A PNG: per image (sorted by split-half ρ) the split-half ρ, the null and the centre-bias control."""
+    """A PNG: per image (sorted by split-half ρ) the split-half ρ, the null and the centre-bias
+    control."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 def image_seed(set_seed: int, image_id: str) -> int:
-    """Per-image seed from the set seed and the image id only, so adding images leaves others unchanged."""
+    """Per-image seed from the set seed and the image id only, so adding images leaves others
+    unchanged."""
     words = np.frombuffer(hashlib.sha256(image_id.encode("utf-8")).digest(), dtype="<u4")
     state = np.random.SeedSequence([int(set_seed), *map(int, words)]).generate_state(2, np.uint32)
     return int((int(state[0]) << 32 | int(state[1])) & (2 ** 63 - 1))
@@ -35,7 +36,8 @@ def image_seed(set_seed: int, image_id: str) -> int:
 
 @dataclass(frozen=True)
 class ImagePlan:
-    """One image prepared for all its levels: source (S,S,3) uint8, reveal order (budget,), noise (S,S,3) uint8."""
+    """One image prepared for all its levels: source (S,S,3) uint8, reveal order (budget,),
+    noise (S,S,3) uint8."""
 
     source: np.ndarray
     order: np.ndarray
@@ -55,7 +57,8 @@ def load_item(item: BuildItem, size: int) -> tuple[np.ndarray, np.ndarray]:
     return src, imp
 
 
-def plan_image(item: BuildItem, config: BuildConfig, amplitude: np.ndarray | None = None) -> ImagePlan:
+def plan_image(item: BuildItem, config: BuildConfig,
+               amplitude: np.ndarray | None = None) -> ImagePlan:
     """Everything about one image that does not depend on the level: source, pixel order, noise."""
     src, imp = load_item(item, config.size)
     seed = image_seed(config.seed, item.image_id)
@@ -67,7 +70,8 @@ def plan_image(item: BuildItem, config: BuildConfig, amplitude: np.ndarray | Non
 
 
 def _compose(plan: ImagePlan, n: int) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """The stimulus revealing the first ``n`` pixels, centered: ((S,S,3) uint8, (n,) flat targets, dy, dx residual)."""
+    """The stimulus revealing the first ``n`` pixels, centered: ((S,S,3) uint8, (n,) flat targets,
+    dy, dx residual)."""
     size = plan.source.shape[0]
     idx = plan.order[:n]
     ys, xs = np.divmod(idx, size)
@@ -80,7 +84,8 @@ def _compose(plan: ImagePlan, n: int) -> tuple[np.ndarray, np.ndarray, float, fl
 
 
 def render_level(plan: ImagePlan, n: int) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """The stimulus revealing the first ``n`` pixels, centered: ((S,S,3) uint8, (S,S) bool mask, dy, dx residual)."""
+    """The stimulus revealing the first ``n`` pixels, centered: ((S,S,3) uint8, (S,S) bool mask,
+    dy, dx residual)."""
     stim, dst, ry, rx = _compose(plan, n)
     mask = np.zeros(stim.shape[:2], dtype=bool)
     mask.reshape(-1)[dst] = True
@@ -112,7 +117,8 @@ def render_item(args: tuple[BuildItem, BuildConfig, str]) -> tuple[list[dict], f
     start = time.perf_counter()
     plan = plan_image(item, config, _SET_AMPLITUDE)
     counts = level_counts(config.levels_percent, config.budget)
-    jobs = [(i, p, int(n)) for i, (p, n) in enumerate(zip(config.levels_percent, counts, strict=True))]
+    jobs = [(i, p, int(n))
+            for i, (p, n) in enumerate(zip(config.levels_percent, counts, strict=True))]
     if config.full:
         jobs.append((len(counts), None, config.size * config.size))
     rows, encode_s = [], 0.0

@@ -1,4 +1,5 @@
-"""Column names of the build manifest and the stimulus manifest (paradigm §4). Columns may be added, never renamed."""
+"""Column names of the build manifest and the stimulus manifest (paradigm §4). Columns may be
+added, never renamed."""
 
 BUILD_MANIFEST_COLUMNS = ("image", "map", "image_id", "category", "class_index")
 

@@ -1,4 +1,5 @@
-"""SIMULATED ClickMe players: bubble paths drawn from a hidden "true" map, for tests, demos, benchmarks.
+"""SIMULATED ClickMe players: bubble paths drawn from a hidden "true" map, for tests, demos,
+benchmarks.
 
 Nothing here is human data. A simulated player paints like the game's players (paradigm §6):
 a bubble every 50 ms along a pointer path, a repeated position skipped, at most 7 s per
@@ -24,7 +25,8 @@ BUBBLE_EVERY_MS = 50
 
 
 def hidden_map(rng: np.random.Generator, n_blobs: int = 3, size: int = FRAME) -> np.ndarray:
-    """A SIMULATED "true" importance map: ``n_blobs`` Gaussian blobs, (size, size) float32 in 0–1."""
+    """A SIMULATED "true" importance map: ``n_blobs`` Gaussian blobs, (size, size) float32
+    in 0–1."""
     yy, xx = np.mgrid[:size, :size].astype(np.float64)
     m = np.zeros((size, size))
     for _ in range(n_blobs):
@@ -77,7 +79,8 @@ def simulate_clicks(true_maps: Mapping[str, np.ndarray], n_players: int, seed: i
             for j in range(rounds_per_image):
                 path = simulate_path(m, rng)
                 recognized = path[-1, 2] + BUBBLE_EVERY_MS < ROUND_MS if len(path) else False
-                left = max(0.0, 1 - (path[-1, 2] + BUBBLE_EVERY_MS) / ROUND_MS) if len(path) else 0.0
+                left = (max(0.0, 1 - (path[-1, 2] + BUBBLE_EVERY_MS) / ROUND_MS)
+                        if len(path) else 0.0)
                 rows.append({
                     "image_id": image_id, "player_id": player,
                     "round_id": f"{player}-{image_id}-{j + 1}",

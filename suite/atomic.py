@@ -1,4 +1,5 @@
-"""Write files so that a reader never sees half of one: temp file in the same folder, fsync, rename."""
+"""Write files so that a reader never sees half of one: temp file in the same folder, fsync,
+rename."""
 
 from __future__ import annotations
 

@@ -37,7 +37,8 @@ def _check_parent(path: Path, option: str) -> None:
     if not anc.is_dir():
         raise InputError(f"{path}: {anc} is a file, not a folder; choose another {option}")
     if not os.access(anc, os.W_OK | os.X_OK):
-        raise InputError(f"{path}: cannot write in {anc} (permission denied); choose another {option}")
+        raise InputError(f"{path}: cannot write in {anc} (permission denied); "
+                         f"choose another {option}")
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -111,7 +112,8 @@ def check_output_folder(path: str | os.PathLike, *, inputs: Iterable[str | os.Pa
                              "--overwrite")
         if not is_suite_folder(path):
             raise InputError(f"{path}: not empty and not made by this suite (no {MARK} file); "
-                             f"refusing to replace it — delete it yourself or choose another {option}")
+                             "refusing to replace it — delete it yourself or "
+                             f"choose another {option}")
         if not os.access(path, os.W_OK | os.X_OK):
             raise InputError(f"{path}: not writable; choose another {option}")
     return path
@@ -130,7 +132,8 @@ def remove_suite_folder(path: str | os.PathLike) -> None:
 
 
 def swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished folder ``tmp`` to ``out``, replacing an earlier ``out`` only at the end."""
+    """Rename the finished folder ``tmp`` to ``out``, replacing an earlier ``out`` only at the
+    end."""
     if out.exists():
         old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
         out.rename(old)

@@ -77,7 +77,8 @@ def verify_files(expected: Iterable[tuple[str | Path, str]], source: str | Path)
         if not sha:
             raise InputError(f"{source}: no sha256 recorded for {path}; rebuild it with this suite")
         if not path.is_file():
-            raise InputError(f"{path}: not found (named in {source}); restore it or rebuild the set")
+            raise InputError(f"{path}: not found (named in {source}); "
+                             "restore it or rebuild the set")
         if file_sha256(path) != sha:
             raise InputError(f"{path}: changed since {source} was written (sha256 differs); "
                              "restore the original file or rebuild the set")

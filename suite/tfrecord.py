@@ -1,4 +1,5 @@
-"""TFRecord files read and written without TensorFlow: record framing with CRC-32C, tf.train.Example.
+"""TFRecord files read and written without TensorFlow: record framing with CRC-32C,
+tf.train.Example.
 
 A TFRecord file is a run of records, each ``uint64 length | uint32 masked_crc32c(length) |
 data | uint32 masked_crc32c(data)`` (little-endian). Each ``data`` here is a serialized
