@@ -1,1 +1,2 @@
-"""DNN observers: a timm model zoo, decisions on stimuli, saliency, "where" alignment, the harmonizer."""
+"""DNN observers: a timm model zoo, decisions on stimuli, saliency, "where" alignment, the
+harmonizer."""

@@ -1,4 +1,5 @@
-"""``python -m models accuracy``: ImageNet top-1 (and animal/non-animal) accuracy on a labelled image set.
+"""``python -m models accuracy``: ImageNet top-1 (and animal/non-animal) accuracy on a labelled
+image set.
 
 Measured with each model's own evaluation transform (shorter side to ``resize``, center
 crop), the protocol ImageNet top-1 is reported with. ``--out X.csv`` writes the
@@ -53,7 +54,8 @@ class Accuracy:
 
 
 def read_labelled_set(images: str | Path) -> tuple[list[Path], torch.Tensor]:
-    """Image paths and (N,) ImageNet class indices from a manifest CSV (or a folder holding manifest.csv)."""
+    """Image paths and (N,) ImageNet class indices from a manifest CSV (or a folder holding
+    manifest.csv)."""
     manifest = Path(images)
     if manifest.is_dir():
         manifest = manifest / "manifest.csv"
@@ -64,7 +66,8 @@ def read_labelled_set(images: str | Path) -> tuple[list[Path], torch.Tensor]:
     try:
         labels = torch.tensor([int(r["class_index"]) for r in rows])
     except ValueError as err:
-        raise InputError(f"{manifest}: class_index must be an integer 0–999 on every row ({err})") from err
+        raise InputError(f"{manifest}: class_index must be an integer 0–999 on every row "
+                         f"({err})") from err
     if len(rows) == 0 or labels.min() < 0 or labels.max() > 999:
         raise InputError(f"{manifest}: needs at least one row and class_index in 0–999")
     return [manifest.parent / r["file"] for r in rows], labels
@@ -151,6 +154,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"wrote {args.out} (for python -m analysis report --model-accuracy)")
     elif args.out is not None:
         record = {"results": [asdict(r) for r in results],
-                  "provenance": provenance(models=names, images=str(args.images), weights=args.weights)}
+                  "provenance": provenance(models=names, images=str(args.images),
+                                           weights=args.weights)}
         atomic_write_text(args.out, json.dumps(record, indent=2))
     return 0

@@ -42,7 +42,7 @@ class CatalogEntry:
     name: str
     model_class: str
     source: str              # "zoo", "timm" or "external"
-    architecture: str        # the timm architecture (for an external entry: the one its weights fit)
+    architecture: str        # the timm architecture (external entry: the one its weights fit)
     reference: str = ""      # for an external entry: paper and where its weights are published
 
 
@@ -55,7 +55,8 @@ def _data() -> dict:
 @functools.cache
 def classes() -> dict[str, ModelClass]:
     """The paper's five classes, in the paper's order: key → ModelClass."""
-    return {k: ModelClass(k, v["label"], int(v["paper_count"])) for k, v in _data()["classes"].items()}
+    return {k: ModelClass(k, v["label"], int(v["paper_count"]))
+            for k, v in _data()["classes"].items()}
 
 
 def _source(name: str) -> str:

@@ -36,7 +36,8 @@ def _mass(p_animal: torch.Tensor, top1: torch.Tensor) -> torch.Tensor:
     return p_animal > 0.5
 
 
-RULES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"top1": _top1, "mass": _mass}
+RULES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "top1": _top1, "mass": _mass}
 
 
 def check_rule(rule: str) -> str:
@@ -50,7 +51,8 @@ def decide(logits: torch.Tensor, rule: str = DEFAULT_RULE) -> Decisions:
     """(N, 1000) logits → Decisions under ``rule`` ("top1" or "mass")."""
     check_rule(rule)
     if logits.ndim != 2 or logits.shape[1] != IMAGENET_CLASSES:
-        raise InputError(f"the animal/non-animal rules need (N, {IMAGENET_CLASSES}) ImageNet logits, "
+        raise InputError(f"the animal/non-animal rules need (N, {IMAGENET_CLASSES}) "
+                         "ImageNet logits, "
                          f"got shape {tuple(logits.shape)}; use a model with an ImageNet-1k head")
     logits = logits.detach().float().cpu()
     p_animal = torch.softmax(logits, dim=1)[:, :ANIMAL_CLASS_MAX + 1].sum(dim=1)

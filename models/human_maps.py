@@ -47,8 +47,10 @@ def blur(maps: torch.Tensor, size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -
     return F.conv2d(padded, k)
 
 
-def prepare_human_maps(heatmaps: np.ndarray | torch.Tensor, out_size: int = MODEL_RES) -> torch.Tensor:
-    """ClickMe heatmaps (N, H, W) or (H, W), any scale → blurred (N, 1, out_size, out_size) float32."""
+def prepare_human_maps(heatmaps: np.ndarray | torch.Tensor,
+                       out_size: int = MODEL_RES) -> torch.Tensor:
+    """ClickMe heatmaps (N, H, W) or (H, W), any scale → blurred
+    (N, 1, out_size, out_size) float32."""
     t = torch.as_tensor(np.asarray(heatmaps, dtype=np.float32))
     if t.ndim == 2:
         t = t[None]

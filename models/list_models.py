@@ -25,11 +25,13 @@ def main(args: argparse.Namespace) -> int:
 
         names = timm.list_models(args.timm)
         with_weights = set(timm.list_models(args.timm, pretrained=True))
-        print(f"\ntimm architectures matching {args.timm!r} ({len(names)}); weights='timm' downloads, "
+        print(f"\ntimm architectures matching {args.timm!r} ({len(names)}); "
+              "weights='timm' downloads, "
               "weights=PATH loads a local .pth/.safetensors:")
         for n in names:
             tags = sorted(t for t in with_weights if t.split(".")[0] == n)
-            print(f"  {n}" + (f"  (pretrained tags: {', '.join(tags)})" if tags else "  (no pretrained weights)"))
+            print(f"  {n}" + (f"  (pretrained tags: {', '.join(tags)})" if tags
+                              else "  (no pretrained weights)"))
     else:
         print("\nAny timm architecture also works (weights='timm' downloads; weights=PATH loads a "
               "local file); 'python -m models list --timm PATTERN' lists them.")

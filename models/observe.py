@@ -1,4 +1,5 @@
-"""Models as observers: every stimulus of a set through each network, written as trial rows (paradigm §4).
+"""Models as observers: every stimulus of a set through each network, written as trial rows
+(paradigm §4).
 
 A stimulus set is a folder with ``manifest.csv`` (stimuli.schema.STIMULUS_MANIFEST_COLUMNS,
 ``file`` relative to the folder). Each stimulus is shown whole (resized to the model's
@@ -144,7 +145,8 @@ def array_batches(images: np.ndarray, prep: Preprocessing, batch_size: int,
 def model_logits(model: ZooModel, paths: Sequence[Path], batch_size: int | None = None,
                  prep: Preprocessing | None = None, progress: bool = True,
                  precision: str = "fp32") -> torch.Tensor:
-    """(N, num_classes) float32 CPU logits for the images at ``paths`` (whole-image framing by default).
+    """(N, num_classes) float32 CPU logits for the images at ``paths`` (whole-image framing by
+    default).
 
     ``precision="bf16"`` runs under bfloat16 autocast (faster on GPUs and on CPUs with native
     bf16, refused elsewhere: see check_precision); logits differ slightly from fp32, so a
@@ -216,7 +218,8 @@ def observe(models: Sequence[str | ZooModel] | str | ZooModel, stimulus_dir: str
             rule: str | Sequence[str] = DEFAULT_RULE, batch_size: int | None = None,
             device: str | torch.device = "cpu", weights: str | Path | None = None,
             progress: bool = True, precision: str = "fp32") -> list[dict]:
-    """Trial rows (dicts keyed by experiment.schema.TRIAL_COLUMNS) of each model × rule on a stimulus set."""
+    """Trial rows (dicts keyed by experiment.schema.TRIAL_COLUMNS) of each model × rule on a
+    stimulus set."""
     if isinstance(models, str | ZooModel):
         models = [models]
     rules = _rules(rule)
@@ -235,7 +238,8 @@ def observe(models: Sequence[str | ZooModel] | str | ZooModel, stimulus_dir: str
 
 def check_outputs(out: Path, stimulus_dir: Path, weights: str | None,
                   option: str = "--out") -> Path:
-    """Check a trial-table path and its provenance file before any work; returns the provenance path.
+    """Check a trial-table path and its provenance file before any work; returns the provenance
+    path.
 
     Neither may be the set's manifest, one of its images or the weights file.
     """
@@ -253,7 +257,8 @@ def check_outputs(out: Path, stimulus_dir: Path, weights: str | None,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser, several=True)
-    parser.add_argument("--stimuli", required=True, type=Path, help="stimulus set folder (with manifest.csv)")
+    parser.add_argument("--stimuli", required=True, type=Path,
+                        help="stimulus set folder (with manifest.csv)")
     parser.add_argument("--out", required=True, type=Path,
                         help="output file: the trial table (CSV; its provenance goes beside it)")
     parser.add_argument("--rule", nargs="+", type=list_item(), default=[DEFAULT_RULE],

@@ -44,7 +44,8 @@ def resize_matrix(size_in: int, size_out: int, mode: str) -> torch.Tensor:
 
 
 class PartnerGraph(torch.nn.Module):
-    """uint8 (N, 256, 256, 3) revealed image → the network's logits, as ``observe`` computes them."""
+    """uint8 (N, 256, 256, 3) revealed image → the network's logits, as ``observe`` computes
+    them."""
 
     def __init__(self, network: torch.nn.Module, prep: Preprocessing):
         super().__init__()
@@ -92,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser, several=False, default_model=DEFAULT_MODEL, device=False,
                       batch_size=False)
     parser.add_argument("--out", required=True, type=Path,
-                        help="output file: the partner's ONNX graph (its provenance goes beside it)")
+                        help="output file: the partner's ONNX graph "
+                             "(its provenance goes beside it)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -40,13 +40,15 @@ class Preprocessing:
         if self.crop not in CROPS:
             raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, "
+                             f"got {self.interpolation!r}")
         if self.crop == "center" and self.resize < self.input_size:
             raise ValueError(f"resize {self.resize} is smaller than the crop {self.input_size}")
 
 
 def from_timm_config(config: dict) -> Preprocessing:
-    """Preprocessing from timm's resolved data config (input_size, crop_pct, interpolation, mean, std)."""
+    """Preprocessing from timm's resolved data config (input_size, crop_pct, interpolation, mean,
+    std)."""
     size = int(config["input_size"][-1])
     crop_pct = float(config.get("crop_pct") or 1.0)
     interpolation = config.get("interpolation", "bilinear")
@@ -71,12 +73,14 @@ def load_rgb(path: str | Path) -> np.ndarray:
     """Decode an image file to (H, W, 3) uint8 RGB."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: image not found; check the path (relative paths are read from the manifest's folder)")
+        raise InputError(f"{path}: image not found; check the path "
+                         "(relative paths are read from the manifest's folder)")
     try:
         with Image.open(path) as im:
             return np.array(im.convert("RGB"))
     except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot decode as an image ({err}); replace or remove the file") from err
+        raise InputError(f"{path}: cannot decode as an image ({err}); "
+                         "replace or remove the file") from err
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -87,11 +91,13 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
 
 
 def _frame(x: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
-    """(N, 3, H, W) float images of one size → (N, 3, input_size, input_size), still in [0, 1] scale."""
+    """(N, 3, H, W) float images of one size → (N, 3, input_size, input_size), still in [0, 1]
+    scale."""
     h, w = x.shape[-2:]
     if prep.crop == "none":
         return _resize(x, (prep.input_size, prep.input_size), prep.interpolation)
-    # sizes and offsets rounded exactly as torchvision's Resize and CenterCrop (timm's eval transform)
+    # sizes and offsets rounded exactly as torchvision's Resize and CenterCrop
+    # (timm's eval transform)
     short, long = (h, w) if h <= w else (w, h)
     long = int(prep.resize * long / short)
     x = _resize(x, (prep.resize, long) if h <= w else (long, prep.resize), prep.interpolation)
@@ -102,7 +108,8 @@ def _frame(x: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
 
 def to_model_input(images: Sequence[np.ndarray] | np.ndarray, prep: Preprocessing,
                    device: str | torch.device = "cpu") -> torch.Tensor:
-    """(H, W, 3) uint8 images → normalized (N, 3, S, S) float32 batch, channels-last, on ``device``."""
+    """(H, W, 3) uint8 images → normalized (N, 3, S, S) float32 batch, channels-last, on
+    ``device``."""
     device = torch.device(device)
     if isinstance(images, np.ndarray) and images.ndim == 4:
         groups = [images]
@@ -114,7 +121,8 @@ def to_model_input(images: Sequence[np.ndarray] | np.ndarray, prep: Preprocessin
     std = torch.tensor(prep.std, device=device).view(1, 3, 1, 1)
     out = []
     for g in groups:
-        x = torch.from_numpy(np.ascontiguousarray(g)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = (torch.from_numpy(np.ascontiguousarray(g)).to(device)
+             .permute(0, 3, 1, 2).float().div_(255.0))
         x = _frame(x, prep).clamp_(0.0, 1.0)  # bicubic overshoot stays inside the pixel range
         out.append((x - mean) / std)
     batch = torch.cat(out) if len(out) > 1 else out[0]

@@ -13,11 +13,13 @@ from models.zoo import ZooModel
 
 
 def input_gradients(module: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """∂ logit_target / ∂ x for each image: (N, 3, H, W) from input (N, 3, H, W), target (N,) long."""
+    """∂ logit_target / ∂ x for each image: (N, 3, H, W) from input (N, 3, H, W),
+    target (N,) long."""
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         logits = module(x)
-        # images are independent in eval mode, so the gradient of the sum is each image's own gradient
+        # images are independent in eval mode, so the gradient of the sum is each image's own
+        # gradient
         picked = logits.gather(1, target.to(logits.device).view(-1, 1)).sum()
         (grad,) = torch.autograd.grad(picked, x)
     return grad
@@ -29,7 +31,8 @@ def max_abs_saliency(grad: torch.Tensor) -> torch.Tensor:
 
 
 def signed_mean_saliency(grad: torch.Tensor) -> torch.Tensor:
-    """Signed gradient averaged over channels: (N, 3, H, W) → (N, H, W); the harmonizer's saliency."""
+    """Signed gradient averaged over channels: (N, 3, H, W) → (N, H, W); the harmonizer's
+    saliency."""
     return grad.mean(dim=1)
 
 

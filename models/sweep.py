@@ -1,4 +1,5 @@
-"""``python -m models sweep``: many networks over one stimulus set — decoded once, resumable, sharded.
+"""``python -m models sweep``: many networks over one stimulus set — decoded once, resumable,
+sharded.
 
 The set is verified against its manifest's sha256s and decoded once into a memory-mapped
 uint8 array (models/stimulus_cache.py) that every model reads, resized to its own input
@@ -191,7 +192,8 @@ def _run_model(name: str, opts: SweepOptions, ctx: dict) -> dict:
                 record["where_score"] = round(w.score, 6)
             if opts.accuracy is not None:
                 a = accuracy(model, opts.accuracy, opts.batch_size, progress=False)
-                atomic_write_text(tmp / "accuracy.csv", accuracy_csv([a], opts.rules, opts.accuracy))
+                atomic_write_text(tmp / "accuracy.csv",
+                                  accuracy_csv([a], opts.rules, opts.accuracy))
                 record["top1"] = round(a.top1, 6)
             record["files"] = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
             atomic_write_text(tmp / "record.json", json.dumps(record, indent=2) + "\n")
@@ -348,7 +350,8 @@ def main(args: argparse.Namespace) -> int:
     result = sweep(args.model, opts)
     if result["summary"] is None:
         return 0
-    counts = {k: sum(s["status"] == k for s in result["summary"]) for k in ("ran", "skipped", "failed")}
+    counts = {k: sum(s["status"] == k for s in result["summary"])
+              for k in ("ran", "skipped", "failed")}
     print(f"{len(result['summary'])} models: {counts['ran']} ran, {counts['skipped']} skipped "
           f"(output already matching), {counts['failed']} failed; {args.out / 'summary.csv'}")
     for s in result["failed"]:

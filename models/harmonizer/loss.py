@@ -158,7 +158,8 @@ def harmonizer_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
                     lambda_weights: float = LAMBDA_WEIGHTS,
                     label_smoothing: float = LABEL_SMOOTHING,
                     levels: int = PYRAMID_LEVELS) -> HarmonizerLoss:
-    """paradigm §3 loss for images (N, 3, H, W), labels (N,), human maps (N, [1,] H, W), tokens (N,)."""
+    """paradigm §3 loss for images (N, 3, H, W), labels (N,), human maps (N, [1,] H, W),
+    tokens (N,)."""
     if human_maps.ndim == 4:
         human_maps = human_maps[:, 0]
     logits, sal = saliency_maps(model, images, labels, create_graph=lambda_harmonization != 0)

@@ -121,8 +121,10 @@ def register_run(run_dir) -> str:
                  f"{card.get('base_model', '?')} ({run_dir})", "local file")
     except ValueError as err:
         others = [d for d in _BUILDERS if d.name == run_dir.name and d != run_dir]
-        raise InputError(f"{run_dir}: another run folder has the same name ({others[0] if others else '?'}); "
-                         "rename one of them, since the zoo name is harmonized_ft:<folder name>") from err
+        raise InputError(f"{run_dir}: another run folder has the same name "
+                         f"({others[0] if others else '?'}); "
+                         "rename one of them, since the zoo name is "
+                         "harmonized_ft:<folder name>") from err
     return name
 
 

@@ -51,7 +51,8 @@ class HarmonizeConfig:
     lambda_harmonization: float = 1.0
     lambda_weights: float = 1e-5
     label_smoothing: float = 0.1
-    amp: str = "auto"               # "auto" (bf16 on GPUs that have it, else fp16), "bf16", "fp16", "none"
+    # "auto" (bf16 on GPUs that have it, else fp16), "bf16", "fp16", "none"
+    amp: str = "auto"
     seed: int = 0
     eval_every: int = 100
     eval_images: int = 256
@@ -206,7 +207,8 @@ def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
 
 
 def fine_tune(model: nn.Module, mean, std, maps, plain, cfg: HarmonizeConfig, out_dir,
-              val=None, resume: bool = False, stop_after: int | None = None, on_done: Callable[[nn.Module, dict], None] | None = None,
+              val=None, resume: bool = False, stop_after: int | None = None,
+              on_done: Callable[[nn.Module, dict], None] | None = None,
               log: Callable[[str], None] = print) -> dict:
     """Train ``model`` (taking images normalized by mean/std) in place; returns the last metrics.
 
@@ -250,7 +252,8 @@ def fine_tune(model: nn.Module, mean, std, maps, plain, cfg: HarmonizeConfig, ou
         if plain is not None else _batches(None, 0, 0, 0, cfg, dist, 0)
 
     rows = []
-    if dist.rank == 0 and metrics_path.exists():  # drop rows a crashed run wrote past the checkpoint
+    # drop rows a crashed run wrote past the checkpoint
+    if dist.rank == 0 and metrics_path.exists():
         rows = [r for r in metrics_path.read_text().splitlines() if _step_of(r) <= start]
     if dist.rank == 0:
         atomic_write_text(metrics_path, "".join(r + "\n" for r in rows))
@@ -265,7 +268,8 @@ def fine_tune(model: nn.Module, mean, std, maps, plain, cfg: HarmonizeConfig, ou
             if step == start and int(y.max()) >= _num_outputs(net, x):
                 raise InputError(f"label {int(y.max())} is beyond the model's classes; use "
                                  "ImageNet class indices or --labels category")
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with torch.autocast(device.type, dtype=dtype or torch.float32,
+                                enabled=dtype is not None):
                 out = harmonizer_loss(net, x, y, m, tok, cfg.lambda_harmonization,
                                       cfg.lambda_weights, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
@@ -307,7 +311,8 @@ def add_arguments(parser) -> None:
     a = parser.add_argument
     clickme_keys = list(CLICKME_KEYS)
     add_model_options(parser, several=False, device=False, batch_size_default=d.batch_size,
-                      batch_size_help=f"images per training step and process (default {d.batch_size})")
+                      batch_size_help="images per training step and process "
+                                      f"(default {d.batch_size})")
     a("--out", required=True, type=Path,
       help="output folder: the run (checkpoint, metrics, final model); continued with --resume")
     a("--manifest", type=Path, help="build manifest of images with maps (paradigm §4)")
@@ -323,7 +328,8 @@ def add_arguments(parser) -> None:
     a("--images", type=Path, help="folder of images without maps, one sub-folder per class")
     a("--labels", choices=("class_index", "category"), default="class_index",
       help="train on ImageNet class_index, or on animal/non-animal (a new 2-way head)")
-    a("--val-fraction", type=float, default=0.05, help="mapped images held out when no --clickme-val")
+    a("--val-fraction", type=float, default=0.05,
+      help="mapped images held out when no --clickme-val")
     a("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     a("--stop-after", type=int, default=None, help="stop after this many steps (resume later)")
     a("--input-size", type=int, default=None,
@@ -375,7 +381,8 @@ def main(args) -> int:
     plain = PlainImages(args.images, size) if args.images else None
     cfg = HarmonizeConfig(**{f: getattr(args, f) for f in asdict(HarmonizeConfig())})
     base = zm.preprocessing
-    prep = replace(base, input_size=size, resize=max(size, round(base.resize * size / base.input_size)))
+    prep = replace(base, input_size=size,
+                   resize=max(size, round(base.resize * size / base.input_size)))
     last = fine_tune(zm.module, prep.mean, prep.std, maps, plain, cfg, args.out, val=val,
                      resume=args.resume, stop_after=args.stop_after,
                      on_done=lambda model, metrics: hf.save_run(

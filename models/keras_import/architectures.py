@@ -54,7 +54,8 @@ def architecture(name: str) -> Architecture:
 
 
 def guess_hint(keras: KerasFile, arch: str) -> str:
-    """' It looks like X: pass --arch X.' when another architecture's layer names fit the file better."""
+    """' It looks like X: pass --arch X.' when another architecture's layer names fit the file
+    better."""
     names = set(keras.weights)
     scores = {}
     for name, spec in ARCHITECTURES.items():

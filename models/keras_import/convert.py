@@ -18,7 +18,8 @@ from suite.provenance import file_sha256, provenance
 FORMAT = "keras-import/1"
 # What every converted module expects and returns (paradigm §3: the authors' preprocessing).
 INPUT_CONTRACT = ("float32 (N, 3, H, W) RGB, channels first, scaled to [0, 1] (/255) then "
-                  "normalized with ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225)")
+                  "normalized with ImageNet mean (0.485, 0.456, 0.406) "
+                  "and std (0.229, 0.224, 0.225)")
 OUTPUT_CONTRACT = "logits over the 1000 ImageNet classes (before any softmax the Keras head had)"
 
 

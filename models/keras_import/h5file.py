@@ -1,4 +1,5 @@
-"""Read a Keras 2 ``.h5`` file with h5py alone: its layer weights and, for whole saved models, its config."""
+"""Read a Keras 2 ``.h5`` file with h5py alone: its layer weights and, for whole saved models,
+its config."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class KerasFile:
 
     path: Path
     layout: str                                    # "model" (whole saved model) or "weights"
-    weights: dict[str, dict[str, np.ndarray]]      # variable names without the layer prefix and ":0"
+    weights: dict[str, dict[str, np.ndarray]]      # variable names minus the layer prefix and ":0"
     config: dict | None = None                     # the parsed ``model_config`` JSON
     layer_configs: dict[str, dict] = field(default_factory=dict)
 
@@ -47,8 +48,10 @@ def _variable_name(layer: str, weight_name: str) -> str:
 
 def _read_group(group, path: Path) -> dict[str, dict[str, np.ndarray]]:
     if "layer_names" not in group.attrs:
-        raise InputError(f"{path}: no 'layer_names' attribute in the HDF5 file; this is not a Keras "
-                         "2 .h5 save (model.save('x.h5') or model.save_weights('x.h5')). Re-save it "
+        raise InputError(f"{path}: no 'layer_names' attribute in the HDF5 file; "
+                         "this is not a Keras "
+                         "2 .h5 save (model.save('x.h5') or model.save_weights('x.h5')). "
+                         "Re-save it "
                          "with TensorFlow 2 / Keras 2 in the HDF5 format")
     out: dict[str, dict[str, np.ndarray]] = {}
     for layer in (_decode(n) for n in group.attrs["layer_names"]):

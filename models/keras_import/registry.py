@@ -1,4 +1,5 @@
-"""Registers the converted Keras networks in the zoo as ``harmonized_<arch>`` (weights: a local file)."""
+"""Registers the converted Keras networks in the zoo as ``harmonized_<arch>`` (weights: a local
+file)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ def expected_layers() -> list[str]:
 
 
 def build() -> torch.nn.Module:
-    """timm's VGG16: 3×3 'same' convolutions (symmetric padding 1), max-pool 2, then a 7×7 ConvMlp."""
+    """timm's VGG16: 3×3 'same' convolutions (symmetric padding 1), max-pool 2, then a 7×7
+    ConvMlp."""
     import timm
 
     return timm.create_model("vgg16", pretrained=False, num_classes=1000)

@@ -1,4 +1,5 @@
-"""vit_keras ``vit_b16(image_size=224, activation='linear', include_top=True)`` → timm ``vit_base_patch16_224``.
+"""vit_keras ``vit_b16(image_size=224, activation='linear', include_top=True)`` → timm
+``vit_base_patch16_224``.
 
 The two compute the same function: 16×16 patch embedding flattened row-major, class token
 first, learned position embedding, 12 pre-norm blocks (LayerNorm epsilon 1e-6, 12 heads,
@@ -46,7 +47,8 @@ def to_state(weights: WeightMap, module: torch.nn.Module) -> None:
                  for p in ("query", "key", "value")]
         if all(k is not None and b is not None for k, b in parts):
             # timm splits its fused qkv output as [q; k; v], each head-major like vit_keras.
-            weights.put(f"{at}.attn.qkv.weight", np.concatenate([dense_kernel(k) for k, _ in parts]))
+            weights.put(f"{at}.attn.qkv.weight",
+                        np.concatenate([dense_kernel(k) for k, _ in parts]))
             weights.put(f"{at}.attn.qkv.bias", np.concatenate([b for _, b in parts]))
         weights.dense(layer, f"{at}.attn.proj", "MultiHeadDotProductAttention_1/out")
         weights.layer_norm(layer, f"{at}.norm2", "LayerNorm_2")

@@ -17,7 +17,8 @@ def conv_kernel(kernel: np.ndarray) -> np.ndarray:
 
 
 def depthwise_kernel(kernel: np.ndarray) -> np.ndarray:
-    """Keras DepthwiseConv2D kernel (kh, kw, in, multiplier) → PyTorch (in·multiplier, 1, kh, kw)."""
+    """Keras DepthwiseConv2D kernel (kh, kw, in, multiplier) → PyTorch
+    (in·multiplier, 1, kh, kw)."""
     kh, kw, cin, mult = kernel.shape
     # Keras orders the outputs channel-major (c0m0, c0m1, …), as PyTorch groups=in does.
     return np.ascontiguousarray(kernel.reshape(kh, kw, cin * mult).transpose(2, 0, 1)[:, None])
@@ -29,7 +30,8 @@ def dense_kernel(kernel: np.ndarray) -> np.ndarray:
 
 
 class WeightMap:
-    """Builds a PyTorch state dict from a KerasFile, noting what is missing, misshapen or left over."""
+    """Builds a PyTorch state dict from a KerasFile, noting what is missing, misshapen or left
+    over."""
 
     def __init__(self, keras: KerasFile, arch: str,
                  hint: Callable[[KerasFile, str], str] | None = None):
@@ -42,7 +44,8 @@ class WeightMap:
         self.used: set[str] = set()
 
     def get(self, layer: str, variable: str) -> np.ndarray | None:
-        """The array of ``layer/variable`` (matched on the variable's trailing path), or None if absent."""
+        """The array of ``layer/variable`` (matched on the variable's trailing path), or None if
+        absent."""
         variables = self.keras.weights.get(layer)
         if variables is None:
             self.missing.append(f"layer {layer}")
@@ -92,10 +95,12 @@ class WeightMap:
         self.put(f"{prefix}.bias", self.get(layer, f"{at}beta"))
 
     def check_epsilon(self, layer: str, expected: float) -> None:
-        """Whole-model files state each normalization's epsilon; it must be the one the module uses."""
+        """Whole-model files state each normalization's epsilon; it must be the one the module
+        uses."""
         eps = self.keras.layer_config(layer).get("epsilon")
         if eps is not None and not np.isclose(eps, expected, rtol=1e-6, atol=0):
-            self.missing.append(f"{layer} has epsilon {eps}, the {self.arch} module uses {expected}")
+            self.missing.append(f"{layer} has epsilon {eps}, "
+                                f"the {self.arch} module uses {expected}")
 
     def finish(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
         """The complete state dict for ``module``, or an InputError listing every mismatch."""
