@@ -213,7 +213,8 @@ PAGE_JS = """async ([n, gap]) => {
   const cv = document.createElement('canvas'); cv.width = cv.height = 256;
   const ctx = cv.getContext('2d'); ctx.drawImage(img, 0, 0);
   const rgba = ctx.getImageData(0, 0, 256, 256).data;
-  const path = []; for (let k = 0; k < 140; k += 1) path.push([(k * 37) % 256, (k * 13) % 256, 50 * k]);
+  const path = []; for (let k = 0; k < 140; k += 1) \
+path.push([(k * 37) % 256, (k * 13) % 256, 50 * k]);
   const ms = [];
   await P.logits(P.revealed(rgba, path, 10, 14, 128));   // warm-up
   for (let i = 0; i < n; i += 1) {

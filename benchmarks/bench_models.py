@@ -40,7 +40,9 @@ from stimuli.schema import STIMULUS_MANIFEST_COLUMNS  # noqa: E402
 from tests.support.data import IMAGENET_SAMPLE as SAMPLE  # noqa: E402
 
 N_STIMULI = 240
-LITES = ["efficientnet_lite0_imagenet", "efficientnet_lite1_imagenet", "efficientnet_lite2_imagenet"]
+LITES = [
+    "efficientnet_lite0_imagenet", "efficientnet_lite1_imagenet", "efficientnet_lite2_imagenet",
+]
 DECODE_TARGET = 1.5
 HIDDEN_TARGET = 0.85
 
@@ -66,7 +68,8 @@ def make_set(folder: Path, n: int) -> Path:
         src = files[i % len(files)]
         im = Image.open(SAMPLE / src).convert("RGB")
         s = 288 / min(im.size)
-        im = im.resize((max(288, round(im.width * s)), max(288, round(im.height * s))), Image.BICUBIC)
+        im = im.resize((max(288, round(im.width * s)), max(288, round(im.height * s))),
+                       Image.BICUBIC)
         off = 8 * (i // len(files))
         im = im.crop((off, off, off + 256, off + 256))
         if (i // len(files)) % 2:
@@ -138,7 +141,8 @@ def gpu_figures() -> list[str]:
     figures = []
     for name in ("vit_base_patch16_224", "resnet50"):
         m = create(name, weights="random", device="cuda")
-        x = torch.randn(256, 3, 224, 224, device="cuda").contiguous(memory_format=torch.channels_last)
+        x = torch.randn(256, 3, 224, 224, device="cuda").contiguous(
+            memory_format=torch.channels_last)
         for precision in ("fp32", "bf16"):
             with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
                                                         enabled=precision == "bf16"):

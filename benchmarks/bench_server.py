@@ -1,4 +1,5 @@
-"""200 simulated participants against the study server as deployed: nothing lost or doubled, lists balanced.
+"""200 simulated participants against the study server as deployed: nothing lost or doubled, \
+lists balanced.
 
 The server runs as it does in a study: ``python -m experiment serve SITE --db … --port …``
 (uvicorn) in its own process on 127.0.0.1; the participants are async httpx clients in
@@ -13,9 +14,10 @@ Each participant also replays one trial (a page retry), which must be refused wi
 not stored. All participants come from 127.0.0.1, so the server's per-address limit on new
 sessions is set to the number of participants (``--sessions-per-client``; a study behind one
 address would raise it the same way); the benchmark posts no completions, so the
-least-duration check does not apply. The reference (burst only) is the same CLI with a naive read-the-counts-then-insert
-list assignment patched in by this script's ``--naive-server`` mode; production code has no
-such switch. Only loopback traffic, bounded in count (participants) and time (--timeout-s).
+least-duration check does not apply. The reference (burst only) is the same CLI with a naive
+read-the-counts-then-insert list assignment patched in by this script's ``--naive-server``
+mode; production code has no such switch. Only loopback traffic, bounded in count
+(participants) and time (--timeout-s).
 Last line: BENCH server ... target=met|missed.
 """
 
@@ -275,7 +277,8 @@ def scenario(site: Path, db: Path, args, n_trials: int, lists: tuple[str, ...], 
     lat = np.asarray(tally.lat) * 1000 if tally.lat else np.full(1, np.nan)
     n_req = len(tally.lat)
     return {"stored": len(stored), "expected": len(expected), "lost": lost,
-            "duplicated": len(stored) - len(set(stored)), "replays_refused": tally.replies.get(409, 0),
+            "duplicated": len(stored) - len(set(stored)),
+            "replays_refused": tally.replies.get(409, 0),
             "other_status": sum(v for c, v in tally.replies.items() if c not in (201, 409)),
             "errors": tally.errors, "timed_out": out["timed_out"], "counts": counts,
             "spread": max(counts.values()) - min(counts.values()),

@@ -1,4 +1,5 @@
-"""Benchmark: a paper-sized stimulus set (200 images x 11 levels) by the suite vs a straightforward reference.
+"""Benchmark: a paper-sized stimulus set (200 images x 11 levels) by the suite vs a \
+straightforward reference.
 
 The images are the 80 real photographs in ../shared/data/imagenet-sample, reused to reach
 200; each copy gets its own SYNTHETIC importance map (an off-center Gaussian blob, not
@@ -57,7 +58,8 @@ def synthetic_items(folder: Path, n: int) -> list[BuildItem]:
         blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
         path = folder / f"synthetic_map_{i:03d}.npy"
         np.save(path, np.where(blob > 0.05, blob, 0.0).astype(np.float32))
-        items.append(BuildItem(PHOTOS / row["file"], path, f"{Path(row['file']).stem}_copy{i // len(rows)}",
+        items.append(BuildItem(PHOTOS / row["file"], path,
+                               f"{Path(row['file']).stem}_copy{i // len(rows)}",
                                row["category"], int(row["class_index"])))
     return items
 
@@ -66,7 +68,8 @@ def synthetic_items(folder: Path, n: int) -> list[BuildItem]:
 
 def _naive_fill(importance, zero_idx, rng):
     h, w = importance.shape
-    blurred = ndimage.gaussian_filter(importance.astype(np.float64), 8.0, mode="constant").ravel()[zero_idx]
+    blurred = ndimage.gaussian_filter(importance.astype(np.float64), 8.0,
+                                      mode="constant").ravel()[zero_idx]
     ys, xs = np.divmod(zero_idx, w)
     yy, xx = np.mgrid[0:h, 0:w]
     total = importance.sum()
@@ -122,7 +125,8 @@ def naive_noise(src, rng):
 
 def reference_stimulus(item: BuildItem, src: np.ndarray, imp: np.ndarray, config: BuildConfig,
                        n: int, suite_primitives: bool) -> np.ndarray:
-    """One stimulus computed on its own: its own pixel order (full sort or growth) and its own FFT."""
+    """One stimulus computed on its own: its own pixel order (full sort or growth) and its own
+    FFT."""
     order_ss, noise_ss = np.random.SeedSequence(image_seed(config.seed, item.image_id)).spawn(2)
     if suite_primitives:
         order = nested_pixel_order(imp, config.order, n, np.random.default_rng(order_ss))
@@ -169,7 +173,8 @@ def main() -> int:
                         help="images the (slow) reference is timed on")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    config = BuildConfig(full=False, maps_note="SYNTHETIC benchmark maps (Gaussian blobs), not human maps")
+    config = BuildConfig(full=False,
+                         maps_note="SYNTHETIC benchmark maps (Gaussian blobs), not human maps")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         items = synthetic_items(tmp, args.images)
@@ -195,18 +200,24 @@ def main() -> int:
     print(f"suite: {n_suite} stimuli in {suite_s:.1f} s on {stats['workers']} workers "
           f"= {suite_rate:.1f} stimuli/s (order {config.order}, budget {config.budget}, "
           f"PNG compress_level {config.png_compress_level})")
-    print(f"suite worker time: {stats['work_s']:.1f} s, of which PNG encoding {stats['encode_s']:.1f} s "
+    print(f"suite worker time: {stats['work_s']:.1f} s, "
+          f"of which PNG encoding {stats['encode_s']:.1f} s "
           f"({100 * encode_share:.0f} %); non-encoding / encoding = {non_encode_per_encode:.2f}")
-    print(f"reference (straightforward): {n_ref} stimuli ({len(ref_items)} images) in {ref_s:.1f} s "
-          f"on 1 core = {ref_rate:.2f} stimuli/s (PNG encoding {100 * ref_enc / ref_s:.0f} % of it)")
+    print(f"reference (straightforward): {n_ref} stimuli ({len(ref_items)} images) "
+          f"in {ref_s:.1f} s on 1 core = {ref_rate:.2f} stimuli/s "
+          f"(PNG encoding {100 * ref_enc / ref_s:.0f} % of it)")
     print(f"reference structure on the suite's primitives and PNG encoder: {n_ref1} stimuli in "
-          f"{ref1_s:.1f} s = {ref1_rate:.2f} stimuli/s (suite / this = {suite_rate / ref1_rate:.1f}x: "
+          f"{ref1_s:.1f} s = {ref1_rate:.2f} stimuli/s "
+          f"(suite / this = {suite_rate / ref1_rate:.1f}x: "
           f"reuse across levels and {stats['workers']} workers alone)")
     print(f"same pixels as both references on a 5-image sample: {'yes' if same else 'NO'}")
     met = ratio >= 5 and non_encode_per_encode <= 1 and same
-    print(f"BENCH stimuli suite_stimuli_per_s={suite_rate:.1f} reference_stimuli_per_s={ref_rate:.2f} "
-          f"ratio={ratio:.1f} ratio_same_primitives={suite_rate / ref1_rate:.1f} encode_share={encode_share:.2f} "
-          f"non_encoding_over_encoding={non_encode_per_encode:.2f} target={'met' if met else 'missed'}")
+    print(f"BENCH stimuli suite_stimuli_per_s={suite_rate:.1f} "
+          f"reference_stimuli_per_s={ref_rate:.2f} "
+          f"ratio={ratio:.1f} ratio_same_primitives={suite_rate / ref1_rate:.1f} "
+          f"encode_share={encode_share:.2f} "
+          f"non_encoding_over_encoding={non_encode_per_encode:.2f} "
+          f"target={'met' if met else 'missed'}")
     return 0
 
 

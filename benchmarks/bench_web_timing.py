@@ -1,4 +1,5 @@
-"""Stimulus-duration error in headless Chromium: our frame-locked plugin vs jsPsych's stock image plugin.
+"""Stimulus-duration error in headless Chromium: our frame-locked plugin vs jsPsych's stock \
+image plugin.
 
 The same trials (400 ms image, 550 ms window) run with each plugin in one browser; ours
 scales each 256 px image to --stimulus-px device pixels (default 301: 8° at 57 cm on a
@@ -117,7 +118,8 @@ def summarize(durs: list[float], hz: float) -> dict:
     target = 400.0  # the paradigm's duration; 24 frames at the 60 Hz headless Chromium runs at
     err = np.abs(np.asarray(durs) - target)
     return {"n": len(durs), "hz": hz, "median_ms": float(np.median(err)),
-            "p99_ms": float(np.percentile(err, 99)), "median_frames": float(np.median(err) / period),
+            "p99_ms": float(np.percentile(err, 99)),
+            "median_frames": float(np.median(err) / period),
             "p99_frames": float(np.percentile(err, 99) / period),
             "exact": float(np.mean(err < 0.5 * period)),
             "within1": float(np.mean(err <= period + 0.5))}   # +0.5 ms: timestamp jitter

@@ -97,7 +97,8 @@ def test_psychds_export_has_the_required_fields(trials, tmp_path):
     files = sorted((out / "data").iterdir())
     assert [f.name for f in files] == [
         "study-rapidcat_subject-neta_data.csv", "study-rapidcat_subject-synthetic00_data.csv",
-        "study-rapidcat_subject-synthetic01_data.csv", "study-rapidcat_subject-synthetic02_data.csv"]
+        "study-rapidcat_subject-synthetic01_data.csv",
+        "study-rapidcat_subject-synthetic02_data.csv"]
     seen = set()
     for f in files:
         assert PSYCHDS_DATAFILE.fullmatch(f.name), f.name

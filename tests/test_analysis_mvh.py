@@ -323,7 +323,8 @@ def test_report_shows_categorical_experiments_as_a_table(tmp_path, mvh_raw):
                   header=HEADER.replace("Session", "session"))
     out = tmp_path / "report"
     run = subprocess.run([sys.executable, "-m", "analysis", "report", "--trials",
-                          str(mvh_raw / "contrast"), str(data), "--out", str(out), "--n-boot", "20"],
+                          str(mvh_raw / "contrast"), str(data), "--out", str(out),
+                          "--n-boot", "20"],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stderr
     table = pd.read_csv(out / "categorical_accuracy.csv", keep_default_na=False)

@@ -95,7 +95,8 @@ def _shared_ids(n_lists=4, repeats=3):
     lst, rep = h % n_lists + 1, h // n_lists + 1
     df.loc[person, "observer_id"] = [f"sim-001-{r:02d}" for r in rep]
     df.loc[person, "list_id"] = [f"list-{k:02d}" for k in lst]
-    df.loc[person, "session_id"] = [f"sim-001-{r:02d}-list-{k:02d}" for r, k in zip(rep, lst, strict=True)]
+    df.loc[person, "session_id"] = [f"sim-001-{r:02d}-list-{k:02d}"
+                                    for r, k in zip(rep, lst, strict=True)]
     return df
 
 
@@ -239,7 +240,8 @@ def test_bad_out_paths_are_one_error_line(tmp_path, capsys):
     # an unwritable parent, in this process so that root is refused too (tests/support)
     with unwritable(locked):
         code = dispatch("python -m analysis", COMMANDS,
-                        ["report", "--trials", str(t), "--out", str(locked / "r"), "--n-boot", "20"])
+                        ["report", "--trials", str(t), "--out", str(locked / "r"),
+                         "--n-boot", "20"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ")
     assert "permission denied" in lines[0] and str(locked / "r") in lines[0]

@@ -1,4 +1,5 @@
-"""The synthetic observers of tests/support/synthetic_trials.py follow the curves they are drawn from."""
+"""The synthetic observers of tests/support/synthetic_trials.py follow the curves they are drawn
+from."""
 
 from __future__ import annotations
 

@@ -48,7 +48,8 @@ def test_every_timm_entry_is_a_timm_name_with_a_1000_class_head_and_builds_on_me
     assert time.perf_counter() - t0 < 60
 
 
-@pytest.mark.parametrize("name", ["mobilenetv3_small_100.lamb_in1k", "deit_tiny_patch16_224.fb_in1k",
+@pytest.mark.parametrize("name", ["mobilenetv3_small_100.lamb_in1k",
+                                  "deit_tiny_patch16_224.fb_in1k",
                                   "efficientnet_lite0_imagenet"])
 def test_a_handful_build_for_real_with_random_weights_and_give_imagenet_logits(name):
     e = catalog.entry(name)

@@ -1,5 +1,6 @@
 """The ClickMe game in Debian's Chromium: painting with the mouse, the partner answering in the
-page (onnxruntime-web), rounds stored; a reload resumes; a killed server loses no acknowledged round."""
+page (onnxruntime-web), rounds stored; a reload resumes; a killed server loses no acknowledged
+round."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ STATE_JS = """() => {
   if (document.querySelector('#cm-done')) return 'done';
   const err = document.querySelector('.cm-error');
   if (err) return 'error:' + err.textContent;
-  if (document.querySelector('#cm-yes')) return 'choose:' + document.querySelector('#cm-yes').textContent;
+  if (document.querySelector('#cm-yes')) return 'choose:' + \
+document.querySelector('#cm-yes').textContent;
   if (document.querySelector('#cm-go')) return 'go';
   if (document.querySelector('#cm-next')) return 'next';
   const g = document.querySelector('#cm-game');

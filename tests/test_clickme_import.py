@@ -1,4 +1,5 @@
-"""stimuli import-clickme: ClickMe shards written by TensorFlow itself, and Clicktionary .npz files."""
+"""stimuli import-clickme: ClickMe shards written by TensorFlow itself, and Clicktionary .npz
+files."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def _cli(*argv) -> int:
 
 @pytest.fixture(scope="module")
 def tf_shard(tmp_path_factory) -> Path:
-    """A shard of 4 records written by tf.io.TFRecordWriter, with TensorFlow's decodings beside it."""
+    """A shard of 4 records written by tf.io.TFRecordWriter, with TensorFlow's decodings beside
+    it."""
     if not KERAS_PYTHON.exists():
         pytest.fail(f"{KERAS_PYTHON} is missing: run 'make keras-env' (make test builds it)")
     out = tmp_path_factory.mktemp("tf") / "clickme-train-0.tfrecords"
@@ -66,7 +68,8 @@ def test_limit_and_models_reader_agree(tf_shard, tmp_path):
     assert _cli("import-clickme", tf_shard, "--out", out, "--limit", "2") == 0
     items = read_where_set(out / "build_manifest.csv", None)
     assert [it["class_index"] for it in items] == [3, 500]
-    # the torch reader (models/harmonizer/clickme.py, codec now in suite/tfrecord.py) reads TF's shard too
+    # the torch reader (models/harmonizer/clickme.py, codec now in suite/tfrecord.py) reads TF's
+    # shard too
     assert [ClickMeShards([tf_shard])[k][2] for k in range(4)] == [3, 500, 397, 398]
 
 

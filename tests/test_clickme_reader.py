@@ -1,4 +1,5 @@
-"""ClickMe TFRecord shards: CRC-32C, framing, tf.train.Example decoding, a written fixture read back."""
+"""ClickMe TFRecord shards: CRC-32C, framing, tf.train.Example decoding, a written fixture read
+back."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""The suite's harmonizer and "where" code against the authors' own (`harmonization` 0.0.9, TensorFlow).
+"""The suite's harmonizer and "where" code against the authors' own (`harmonization` 0.0.9,
+TensorFlow).
 
-Inputs are drawn here with fixed seeds and saved as .npy; tests/keras_side/harmonization_reference.py
-runs the authors' functions on them in .venv-keras and writes their outputs back. Agreement is
-max|Δ| / max|authors'| ≤ 1e-5 unless a test says otherwise and why. Where the authors' code
-differs from paradigm §3, a test asserts the difference (docs/harmonizer.md, "Checked against
-the authors' code").
+Inputs are drawn here with fixed seeds and saved as .npy;
+tests/keras_side/harmonization_reference.py runs the authors' functions on them in .venv-keras
+and writes their outputs back. Agreement is max|Δ| / max|authors'| ≤ 1e-5 unless a test says
+otherwise and why. Where the authors' code differs from paradigm §3, a test asserts the
+difference (docs/harmonizer.md, "Checked against the authors' code").
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ def test_blur_kernel_and_blur(ref):
 
 
 def test_clickme_record_image_and_map(ref):
-    """prepare_human_maps / prepare_image on the decoded JPEGs = the authors' parse_clickme_prototype."""
+    """prepare_human_maps / prepare_image on the decoded JPEGs = the authors'
+    parse_clickme_prototype."""
     heat = out(ref, "clickme_decoded_heat")
     ours = prepare_human_maps(heat)[:, 0].numpy()
     err = rel(ours, out(ref, "clickme_heat"))
@@ -215,7 +217,8 @@ def to_torch(name: str, value: np.ndarray) -> tuple[str, np.ndarray]:
     """Keras variable and its array → PyTorch state-dict key and layout."""
     if name.split(":")[0].endswith("/depthwise_kernel"):   # (kh, kw, C, 1) → (C, 1, kh, kw)
         value = value.transpose(2, 3, 0, 1)
-    elif name.split(":")[0].endswith("/kernel"):           # HWIO → OIHW; Dense (in, out) → (out, in)
+    elif name.split(":")[0].endswith("/kernel"):
+        # HWIO → OIHW; Dense (in, out) → (out, in)
         value = value.T if value.ndim == 2 else value.transpose(3, 2, 0, 1)
     return torch_key(name), value
 
@@ -303,7 +306,8 @@ def test_spearman_alignment_score_and_ceiling(ref):
     assert rel(spearman_rows(a, b), r["spearman_rho"]) <= TOLERANCE
     model = tiny(ref).eval()
     images = torch.from_numpy(inp(ref, "eval_images")).permute(0, 3, 1, 2)
-    sal = max_abs_saliency(input_gradients(model, images, torch.from_numpy(inp(ref, "eval_labels"))))
+    sal = max_abs_saliency(input_gradients(model, images,
+                                           torch.from_numpy(inp(ref, "eval_labels"))))
     assert rel(sal.numpy(), out(ref, "eval_saliency")) <= TOLERANCE
     ours = alignment(sal.numpy(), inp(ref, "eval_maps"), n_boot=10)
     err_rho = rel(ours.per_image_rho, r["eval_spearman"])

@@ -132,7 +132,8 @@ def _write_set(root, n=6):
     rows = []
     (root / "img").mkdir()
     for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / f"img/{i}.png")
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+            root / f"img/{i}.png")
         np.save(root / f"img/{i}_map.npy", rng.random((40, 40)))
         rows.append({"image": f"img/{i}.png", "map": f"img/{i}_map.npy", "image_id": f"im{i}",
                      "category": "animal" if i % 2 else "non-animal",
@@ -257,9 +258,11 @@ def test_cli_reads_clickme_shards(tmp_path):
         return str(tfrecord.write_records(tmp_path / name, recs))
 
     out = tmp_path / "runs" / "cm"
-    assert _cli("--model", "test_resnet", "--weights", "random", "--clickme", shard("t.tfrecords", 6),
+    assert _cli("--model", "test_resnet", "--weights", "random",
+                "--clickme", shard("t.tfrecords", 6),
                 "--clickme-val", shard("v.tfrecords", 3), "--input-size", "32", "--steps", "2",
-                "--batch-size", "3", "--warmup-steps", "1", "--eval-every", "2", "--loader-workers", "0",
+                "--batch-size", "3", "--warmup-steps", "1", "--eval-every", "2",
+                "--loader-workers", "0",
                 "--out", str(out)) == 0
     rows = [json.loads(r) for r in (out / hm.METRICS).read_text().splitlines()]
     assert [r["maps_in_batch"] for r in rows] == [3, 3]  # ClickMe only: every image has a map
@@ -280,7 +283,8 @@ def test_cli_refuses_bad_setups_with_one_line(tmp_path, capsys, extra, message):
     if "--map-fraction" in extra:
         extra += ["--images", str(tmp_path / "plain")]
     code = _cli("--model", "test_resnet", "--weights", "random", "--out", str(tmp_path / "o"),
-                "--steps", "1", "--batch-size", "4", "--input-size", "32", "--loader-workers", "0", *extra)
+                "--steps", "1", "--batch-size", "4", "--input-size", "32", "--loader-workers", "0",
+                *extra)
     assert code == 2 and message in capsys.readouterr().err
 
 
@@ -312,7 +316,8 @@ def test_a_class_folder_that_is_no_imagenet_class_is_refused_by_name(tmp_path, b
         PlainImages(root, 16)
 
 
-def test_a_broken_run_is_skipped_with_a_warning_and_the_zoo_still_works(tmp_path, monkeypatch, capsys):
+def test_a_broken_run_is_skipped_with_a_warning_and_the_zoo_still_works(tmp_path, monkeypatch,
+                                                                        capsys):
     good = tmp_path / "root" / "good_run"
     model = zoo.create("test_resnet", weights="random")
     hf.save_run(good, model.module, model.preprocessing, base="test_resnet", weights="random",

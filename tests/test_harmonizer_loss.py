@@ -15,7 +15,7 @@ from models.harmonizer import loss as hz
 torch.set_num_threads(2)
 
 
-# ---- the reference, written from the paradigm text only (docs/paradigm.md §3) -------------------------------------
+# ---- the reference, written from the paradigm text only (docs/paradigm.md §3) -----------------
 
 def np_pad_same(n: int) -> tuple[int, int]:
     # TensorFlow "same", kernel 5, stride 2: output ceil(n/2); leftover padding goes after.

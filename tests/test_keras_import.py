@@ -1,4 +1,5 @@
-"""Keras → PyTorch import: random-weight Keras networks built in .venv-keras, converted with h5py alone."""
+"""Keras → PyTorch import: random-weight Keras networks built in .venv-keras, converted with h5py
+alone."""
 
 from __future__ import annotations
 
@@ -160,5 +161,6 @@ def test_unknown_arch_is_refused_by_the_command_line(tmp_path, capsys):
     """An unknown --arch stops argparse with the list of choices."""
     with pytest.raises(SystemExit):
         dispatch("python -m models", COMMANDS,
-                 ["import-keras", str(tmp_path / "x.h5"), "--arch", "levit", "--out", "x.safetensors"])
+                 ["import-keras", str(tmp_path / "x.h5"), "--arch", "levit",
+                  "--out", "x.safetensors"])
     assert "efficientnetb0" in capsys.readouterr().err

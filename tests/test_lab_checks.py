@@ -82,7 +82,8 @@ def test_refresh_of_1000_hz_is_refused_even_with_the_override():
         choose_refresh(GOOD, 1000.0, allow=True)
     no_vsync = {**GOOD, "hz": 1000.0, "interval_sd_ms": 0.3}
     with pytest.raises(InputError, match="needs --refresh-hz"):
-        choose_refresh(no_vsync, None, allow=True)  # the measured 1000 Hz would make 400-frame stimuli
+        # the measured 1000 Hz would make 400-frame stimuli
+        choose_refresh(no_vsync, None, allow=True)
     assert choose_refresh(no_vsync, 60.0, allow=True)[0] == 60.0
     assert choose_refresh(GOOD, None, allow=False) == (60.0, [])
 
@@ -120,7 +121,8 @@ def test_auto_key_order_alternates_for_any_id_scheme(lists, tmp_path):
     assert animal_keys == ["f", "j"] * 10  # P01-P20 used to give 11/9 with runs of four
     record = json.loads((tmp_path / "sub-P03.json").read_text())
     assert record["key_order"] == "animal-first" and record["session_number"] == 3
-    assert record["key_order_sessions_before"] == {"animal-first": 1, "animal-second": 1, "unknown": 0}
+    assert record["key_order_sessions_before"] == {"animal-first": 1, "animal-second": 1,
+                                                   "unknown": 0}
 
 
 def test_auto_key_order_balances_after_forced_orders_and_a_resume_keeps_its_own(lists, tmp_path):
@@ -244,9 +246,10 @@ def test_a_screen_the_display_lacks_is_refused():
         number = proc.stdout.readline().strip()
         code = ("from experiment.lab_screen import check_display\n"
                 "print(check_display(0))\ncheck_display(5)\n")
-        run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DISPLAY": f":{number}"},
-                             cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
-                             timeout=120)
+        run = subprocess.run([sys.executable, "-c", code],
+                             env={**os.environ, "DISPLAY": f":{number}"},
+                             cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                             text=True, timeout=120)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -316,7 +319,8 @@ def test_sigterm_is_recorded_as_terminated(lists, tmp_path, fake_screen):
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is put back
 
 
-def test_a_row_torn_by_a_crash_is_set_aside_and_its_trial_written_once(lists, tmp_path, fake_screen):
+def test_a_row_torn_by_a_crash_is_set_aside_and_its_trial_written_once(lists, tmp_path,
+                                                                       fake_screen):
     assert lab.main(_args(lists[0], tmp_path)) == 0
     csv_path = tmp_path / "sub-1.csv"
     whole = csv_path.read_bytes()
@@ -332,4 +336,5 @@ def test_a_row_torn_by_a_crash_is_set_aside_and_its_trial_written_once(lists, tm
     assert (tmp_path / "sub-1.csv.torn").read_bytes() == torn + b"\n"
     runs = json.loads((tmp_path / "sub-1.json").read_text())["runs"]
     assert runs[-1]["torn_row_set_aside"] == str(tmp_path / "sub-1.csv.torn")
-    assert runs[-1]["trials_written"] == 1 and len(read_rows(csv_path, TRIAL_COLUMNS)) == len(expected)
+    assert (runs[-1]["trials_written"] == 1
+            and len(read_rows(csv_path, TRIAL_COLUMNS)) == len(expected))

@@ -1,4 +1,5 @@
-"""The real PsychoPy lab runner under Xvfb, driven by xdotool key presses; resume, kill and refusals.
+"""The real PsychoPy lab runner under Xvfb, driven by xdotool key presses; resume, kill and
+refusals.
 
 Xvfb has no vsync, so the runner is started with ``--refresh-hz 60 --emulate-vsync
 --allow-refresh`` (flips paced in software, logged in the session JSON); the tests check
@@ -107,7 +108,8 @@ class Runner:
         self.xdo("mousemove", "--window", wid, "20", "20", "click", "1")
 
     def press(self, key: str, at: float) -> tuple[float, float]:
-        """Press ``key`` at perf_counter time ``at``; returns when the keydown was sent (from, to)."""
+        """Press ``key`` at perf_counter time ``at``; returns when the keydown was sent
+        (from, to)."""
         # psychtoolbox misses xdotool's instant press+release, so hold the key for 50 ms.
         time.sleep(max(0.0, at - time.perf_counter()))
         sent_from = time.perf_counter()
@@ -122,7 +124,8 @@ class Runner:
 
 
 def _cpu_starved() -> bool:
-    """True when runnable work exceeds 1.5x the cores: then no software-paced display holds frames."""
+    """True when runnable work exceeds 1.5x the cores: then no software-paced display holds
+    frames."""
     return os.getloadavg()[0] > 1.5 * (os.cpu_count() or 1)
 
 
@@ -153,7 +156,8 @@ def test_end_to_end_keys_correct_wrong_late_none(display, lists, tmp_path):
         key = {"correct": mapping[trial["category"]], "late": mapping[trial["category"]],
                "wrong": mapping[other]}.get(action)
         if key:
-            window_from, window_to = runner.press(key, t_read + (0.85 if action == "late" else 0.15))
+            window_from, window_to = runner.press(
+                key, t_read + (0.85 if action == "late" else 0.15))
             t_onset = _onset_t(line)
             sent[(trial["practice"], trial["trial"])] = (window_from - t_onset, window_to - t_onset)
         actions[(trial["practice"], trial["trial"])] = action
@@ -162,7 +166,8 @@ def test_end_to_end_keys_correct_wrong_late_none(display, lists, tmp_path):
 
     rows = read_rows(tmp_path / "sub-3.csv", required=TRIAL_COLUMNS)
     starved = _cpu_starved()
-    assert [(r["practice"], r["trial"]) for r in rows] == [(t["practice"], t["trial"]) for t in trials]
+    assert ([(r["practice"], r["trial"]) for r in rows]
+            == [(t["practice"], t["trial"]) for t in trials])
     for row, trial in zip(rows, trials, strict=True):
         action = actions[(row["practice"], row["trial"])]
         other = "non-animal" if row["category"] == "animal" else "animal"
@@ -180,7 +185,8 @@ def test_end_to_end_keys_correct_wrong_late_none(display, lists, tmp_path):
             in_time = rt <= 550
             assert action != "late" or not in_time  # sent >= 850 ms after the onset was read
             response = row["category"] if action in ("correct", "late") else other
-            expected = (response, str(int(in_time and response == row["category"])), str(int(not in_time)))
+            expected = (response, str(int(in_time and response == row["category"])),
+                        str(int(not in_time)))
             assert (row["response"], row["correct"], row["timeout"]) == expected, (action, row)
         assert row["frames_intended"] == "24"  # round(0.400 s x 60 Hz)
         shown, dropped = int(row["frames_shown"]), int(row["dropped_frames"])
@@ -190,7 +196,8 @@ def test_end_to_end_keys_correct_wrong_late_none(display, lists, tmp_path):
         else:
             assert shown == 24 and dropped == 0, row
         fixation = float(row["fixation_ms"])
-        assert 1100 <= fixation <= 1600 and abs(fixation * 60 / 1000 - round(fixation * 60 / 1000)) < 1e-3
+        assert (1100 <= fixation <= 1600
+                and abs(fixation * 60 / 1000 - round(fixation * 60 / 1000)) < 1e-3)
         assert (row["observer_id"], row["observer_type"], row["runner"]) == ("3", "human", "lab")
         assert row["refresh_hz"] == "60.0" and row["stimulus_id"] == trial["stimulus_id"]
         assert row["stimulus_deg"] == SHOWN_DEG
@@ -312,7 +319,8 @@ def test_session_from_another_list_is_refused_untouched(lists, tmp_path):
     csv_path = tmp_path / "sub-4.csv"
     csv_path.write_text(",".join(TRIAL_COLUMNS) + "\n" + ",".join(
         {"observer_id": "4", "observer_type": "human", "runner": "lab", "list_id": "list-02",
-         "practice": "0", "trial": "1", "response": "none", "correct": "0", "timeout": "1"}.get(c, "")
+         "practice": "0", "trial": "1", "response": "none", "correct": "0",
+         "timeout": "1"}.get(c, "")
         for c in TRIAL_COLUMNS) + "\n")
     before = csv_path.read_bytes()
     # No DISPLAY: the refusal must come before any window is opened.
@@ -321,7 +329,8 @@ def test_session_from_another_list_is_refused_untouched(lists, tmp_path):
                            "--participant", "4", "--out", str(tmp_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "already has a session on list list-02" in proc.stderr
-    assert csv_path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["sub-4.csv"]
+    assert (csv_path.read_bytes() == before
+            and sorted(p.name for p in tmp_path.iterdir()) == ["sub-4.csv"])
 
 
 def test_missing_stimulus_file_is_refused_before_a_window(lists, tmp_path):

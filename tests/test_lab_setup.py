@@ -298,7 +298,8 @@ def test_stimulus_deg_and_the_calibration_go_into_every_row_and_the_session_json
     assert _run(lists[0], tmp_path, "--screen-width-cm", "53", "--distance-cm", "57",
                 "--stimulus-deg", "6", "--background", "#808080") == 0
     rows = read_rows(tmp_path / "sub-1.csv", required=LAB_TRIAL_COLUMNS)
-    assert {r["stimulus_deg"] for r in rows} == {"5.988"}  # 216 px: 2·atan((216 / 36.2264) / 114) = 5.98801°
+    # 216 px: 2·atan((216 / 36.2264) / 114) = 5.98801°
+    assert {r["stimulus_deg"] for r in rows} == {"5.988"}
     assert session_env["drawn_px"] == [216] * 6
     assert Screen.made[0]["background"] == (128, 128, 128)
     run = json.loads((tmp_path / "sub-1.json").read_text())["runs"][-1]

@@ -1,4 +1,5 @@
-"""Trial lists: Latin square over levels, category balance, capped runs, blocks, practice, determinism."""
+"""Trial lists: Latin square over levels, category balance, capped runs, blocks, practice,
+determinism."""
 
 from __future__ import annotations
 
@@ -132,7 +133,8 @@ def test_cli_writes_lists_and_provenance(tmp_path):
     assert proc.returncode == 0, proc.stderr
     record = json.loads((out / "lists.json").read_text())
     assert record["parameters"]["seed"] == 4 and record["parameters"]["blocks"] == 2
-    assert record["n_levels"] == 4 and sorted(record["lists"]) == [f"list-0{k}" for k in range(1, 5)]
+    assert (record["n_levels"] == 4
+            and sorted(record["lists"]) == [f"list-0{k}" for k in range(1, 5)])
     with open(out / "list-01.csv", encoding="utf-8", newline="") as fh:
         assert tuple(next(csv.reader(fh))) == (*TRIAL_LIST_COLUMNS, "sha256") == LIST_COLUMNS
     bad = subprocess.run([sys.executable, "-m", "experiment", "lists", "--stimuli",
@@ -162,7 +164,8 @@ def test_every_row_carries_the_sha256_of_its_stimulus_file(tmp_path):
 
 def test_rerun_into_an_older_set_of_lists_needs_overwrite_and_replaces_it_whole(tmp_path):
     out = tmp_path / "lists"
-    assert _cli("--stimuli", make_stimulus_set(tmp_path / "big", 6, 6, 5), "--out", out).returncode == 0
+    assert _cli("--stimuli", make_stimulus_set(tmp_path / "big", 6, 6, 5),
+                "--out", out).returncode == 0
     assert sorted(p.name for p in out.glob("list-*.csv")) == [f"list-0{k}.csv" for k in range(1, 6)]
     small = make_stimulus_set(tmp_path / "small", 6, 6, 3)
     before = {p.name: p.read_bytes() for p in out.iterdir()}

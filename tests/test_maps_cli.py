@@ -1,4 +1,5 @@
-"""python -m stimuli maps: clicks CSV → maps readable by stimuli build and models where; NOT HUMAN maps."""
+"""python -m stimuli maps: clicks CSV → maps readable by stimuli build and models where; NOT HUMAN
+maps."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def _images(tmp: Path, n: int = 4) -> Path:
     rows = []
     for i in range(n):
         size = (256, 256) if i else (300, 200)  # one image not in the 256×256 frame
-        Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)).save(tmp / f"img/i{i}.png")
+        Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)).save(
+            tmp / f"img/i{i}.png")
         rows.append({"image": f"img/i{i}.png", "image_id": f"i{i}",
                      "category": "animal" if i % 2 else "non-animal", "class_index": ""})
     with open(tmp / "images.csv", "w", newline="") as fh:
@@ -67,7 +69,8 @@ def test_maps_from_clicks_feed_build_and_where(tmp_path, capsys):
     images = _images(tmp_path)
     clicks = _clicks(tmp_path, {"i0": 6, "i1": 6, "i2": 5, "i3": 3})
     out = tmp_path / "maps"
-    assert _cli("maps", "--clicks", clicks, "--images", images, "--out", out, "--n-splits", "50") == 0
+    assert _cli("maps", "--clicks", clicks, "--images", images, "--out", out,
+                "--n-splits", "50") == 0
     assert "left out: i3 (3 players < 5)" in capsys.readouterr().out
     items = read_build_manifest(out / "build_manifest.csv")         # stimuli build's reader
     assert [it.image_id for it in items] == ["i0", "i1", "i2"]
@@ -104,7 +107,8 @@ def test_bad_path_is_refused_and_nothing_is_written(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("kind, words", [("contrast", "colour-contrast"), ("centre", "centre Gaussian")])
+@pytest.mark.parametrize("kind, words", [("contrast", "colour-contrast"),
+                                         ("centre", "centre Gaussian")])
 def test_maps_without_people_are_labelled_not_human(tmp_path, kind, words):
     images = _images(tmp_path)
     out = tmp_path / kind

@@ -1,4 +1,5 @@
-"""The map loop on real photographs with SIMULATED players: clicks → maps → build, labelled NOT HUMAN."""
+"""The map loop on real photographs with SIMULATED players: clicks → maps → build, labelled NOT
+HUMAN."""
 
 from __future__ import annotations
 

@@ -64,7 +64,8 @@ def _stimulus_set(folder: Path, files: list[str]) -> Path:
     for i, f in enumerate(files):
         im = Image.open(sample / f).convert("RGB")
         s = 256 / min(im.size)
-        im = im.resize((max(256, round(im.width * s)), max(256, round(im.height * s))), Image.BICUBIC)
+        im = im.resize((max(256, round(im.width * s)), max(256, round(im.height * s))),
+                       Image.BICUBIC)
         left, top = (im.width - 256) // 2, (im.height - 256) // 2
         im.crop((left, top, left + 256, top + 256)).save(folder / f"s{i}.png")
         digest = hashlib.sha256((folder / f"s{i}.png").read_bytes()).hexdigest()

@@ -1,4 +1,5 @@
-"""Full online sessions in Debian's Chromium: keys pressed through the page, rows checked in the database."""
+"""Full online sessions in Debian's Chromium: keys pressed through the page, rows checked in the
+database."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""build-online: the site holds only the stimuli the lists use, the lists as JSON, jsPsych from node_modules."""
+"""build-online: the site holds only the stimuli the lists use, the lists as JSON, jsPsych from
+node_modules."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def test_cli_builds_site_with_used_stimuli_only(study, tmp_path):
     assert study_json["lists"] == ["L0", "L1"]
     assert study_json["timing"]["stimulus_s"] == 0.4
     l0 = json.loads((out / "lists" / "L0.json").read_text())["trials"]
-    assert [t["stimulus_id"] for t in l0] == [r["stimulus_id"] for r in rows if r["list_id"] == "L0"]
+    assert ([t["stimulus_id"] for t in l0]
+            == [r["stimulus_id"] for r in rows if r["list_id"] == "L0"])
     assert [t["seq"] for t in l0] == list(range(len(l0)))
     for name in ("jspsych.js", "jspsych.css", "plugin-fullscreen.js",
                  "plugin-html-keyboard-response.js"):
@@ -324,7 +326,8 @@ def test_size_setup_and_the_labs_texts_reach_the_page_and_the_provenance(study, 
                       "--debrief", str(debrief)) == 0
     config = read_page_module(out / "public" / PAGE_CONFIG)
     assert config["stimulus_deg"] == 6.5
-    assert (config["background"], config["text_colour"]) == ("#808080", "#000000")  # lab_setup.text_colour
+    # lab_setup.text_colour
+    assert (config["background"], config["text_colour"]) == ("#808080", "#000000")
     assert config["practice"] == {"criterion": 0.8, "max_rounds": 2}
     assert config["calibration"]["card_width_mm"] == pytest.approx(85.6)
     assert config["calibration"]["px_per_cm_min"] == 15.0

@@ -1,4 +1,5 @@
-"""The study server: balanced atomic assignment, resume, idempotent storage, and every bad input refused."""
+"""The study server: balanced atomic assignment, resume, idempotent storage, and every bad input
+refused."""
 
 from __future__ import annotations
 
@@ -161,7 +162,8 @@ def test_concurrent_posts_and_replays_store_each_trial_once(app):
     assert codes.count(201) == n_trials and codes.count(409) == n_trials
     rows = app.state.store.trial_rows()
     assert len(rows) == n_trials
-    assert len({(r["observer_id"], r["block"], r["trial"], r["practice"]) for r in rows}) == n_trials
+    assert len({(r["observer_id"], r["block"], r["trial"], r["practice"])
+                for r in rows}) == n_trials
 
 
 def test_completion_code_only_when_every_trial_is_stored(client, app):

@@ -1,4 +1,5 @@
-"""The session protocol: a lost start reply, interrupted trials, refused trials kept for researchers."""
+"""The session protocol: a lost start reply, interrupted trials, refused trials kept for
+researchers."""
 
 from __future__ import annotations
 

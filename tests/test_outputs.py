@@ -95,7 +95,8 @@ def test_folder_output_new_or_empty_is_accepted_without_overwrite(files):
 
 
 def test_folder_output_that_is_a_file_is_refused(files):
-    with pytest.raises(InputError, match=r"afile: exists and is not a folder; choose another --out"):
+    with pytest.raises(InputError,
+                       match=r"afile: exists and is not a folder; choose another --out"):
         check_output_folder(files / "afile", overwrite=True)
 
 

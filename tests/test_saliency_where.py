@@ -146,7 +146,8 @@ def test_where_on_real_photos_uses_blurred_maps_and_true_class(where_set):
     assert [it["image_id"] for it in items] == ["im0", "im1", "im2", "im3"]
     model = create("efficientnet_lite0_imagenet")
     r = evaluate(model, items, n_boot=200, progress=False)
-    # independently: the true-class gradient of the same preprocessed images, maps blurred per paradigm §3
+    # independently: the true-class gradient of the same preprocessed images, maps blurred per
+    # paradigm §3
     from dataclasses import replace
 
     from models.preprocessing import load_rgb, to_model_input, whole_image

@@ -27,7 +27,8 @@ def _manifest(folder: Path, items, edit=None) -> Path:
         edit(rows)
     path = folder / "build.csv"
     with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["image", "map", "image_id", "category", "class_index"])
+        writer = csv.DictWriter(fh,
+                                fieldnames=["image", "map", "image_id", "category", "class_index"])
         writer.writeheader()
         writer.writerows(rows)
     return path

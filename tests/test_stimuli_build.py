@@ -1,4 +1,5 @@
-"""A stimulus set built from the real ImageNet photos with synthetic maps: the paradigm §1-2 properties."""
+"""A stimulus set built from the real ImageNet photos with synthetic maps: the paradigm §1-2
+properties."""
 
 from __future__ import annotations
 
@@ -114,7 +115,8 @@ def test_stimulus_set_json_records_parameters_versions_and_maps_note(built):
     assert info["config"]["levels_percent"] == list(config.levels_percent)
     assert "numpy" in info["provenance"]["versions"] and info["n_stimuli"] == len(rows)
     assert "SYNTHETIC" in info["importance_maps"]
-    assert {i["image_id"]: i["seed"] for i in info["images"]} == {r["image_id"]: r["seed"] for r in rows}
+    assert ({i["image_id"]: i["seed"] for i in info["images"]}
+            == {r["image_id"]: r["seed"] for r in rows})
 
 
 def test_contact_sheet_shows_images_by_levels(built):
@@ -147,10 +149,12 @@ def test_build_manifest_path_and_folders_give_the_same_set(tmp_path):
         for it in items:
             w.writerow([it.image, it.map, it.image_id, it.category, it.class_index])
     assert read_build_manifest(tmp_path / "build.csv") == [
-        BuildItem(it.image, it.map, it.image_id, it.category, it.class_index, str(tmp_path / "build.csv"))
+        BuildItem(it.image, it.map, it.image_id, it.category, it.class_index,
+                  str(tmp_path / "build.csv"))
         for it in items]
     config = BuildConfig(levels_percent=(10.0, 100.0), full=False)
-    a = build_stimulus_set(tmp_path / "build.csv", tmp_path / "a", config, workers=1, progress=False)
+    a = build_stimulus_set(tmp_path / "build.csv", tmp_path / "a", config, workers=1,
+                           progress=False)
     for it in items:
         (tmp_path / "imgs" / it.category).mkdir(parents=True, exist_ok=True)
         (tmp_path / "imgs" / it.category / it.image.name).symlink_to(it.image)

@@ -54,7 +54,8 @@ def test_build_command_takes_every_option(tmp_path):
         for it in items:
             w.writerow([it.image, it.map, it.image_id, it.category, ""])
     out = tmp_path / "set"
-    proc = _run("build", "--manifest", str(tmp_path / "build.csv"), "--out", str(out), "--seed", "7",
+    proc = _run("build", "--manifest", str(tmp_path / "build.csv"), "--out", str(out),
+                "--seed", "7",
                 "--order", "grow", "--budget", "5000", "--levels", "2", "20", "100", "--no-full",
                 "--spectrum", "set", "--workers", "1")
     assert proc.returncode == 0, proc.stderr

@@ -117,7 +117,8 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_other_noise(tmp_p
     config = BuildConfig(levels_percent=(1.0, 10.0, 100.0))
     a = build_stimulus_set(items, tmp_path / "a", config, workers=2, progress=False)
     b = build_stimulus_set(items, tmp_path / "b", config, workers=1, progress=False)
-    c = build_stimulus_set(items, tmp_path / "c", BuildConfig(levels_percent=(1.0, 10.0, 100.0), seed=1),
+    c = build_stimulus_set(items, tmp_path / "c",
+                           BuildConfig(levels_percent=(1.0, 10.0, 100.0), seed=1),
                            workers=2, progress=False)
     for name in ("manifest.csv", "contact_sheet.png"):
         assert (a / name).read_bytes() == (b / name).read_bytes()

@@ -1,4 +1,5 @@
-"""The fast pixel orders equal their plain definitions: best-first growth, and the fill order only skipped when unreachable."""
+"""The fast pixel orders equal their plain definitions: best-first growth, and the fill order
+only skipped when unreachable."""
 
 from __future__ import annotations
 

@@ -154,7 +154,8 @@ def _kill_worker(args):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def test_a_failure_while_rendering_leaves_no_hidden_folder_and_no_new_parents(tmp_path, monkeypatch):
+def test_a_failure_while_rendering_leaves_no_hidden_folder_and_no_new_parents(tmp_path,
+                                                                              monkeypatch):
     items = make_synthetic_items(tmp_path / "in", 1, 1)
     monkeypatch.setattr(stimuli.build, "render_item", _fail_rendering)
     out = tmp_path / "new" / "deeper" / "set"

@@ -26,7 +26,9 @@ from stimuli.manifest import read_stimulus_rows
 from suite.errors import InputError
 from tests.support.data import IMAGENET_SAMPLE, REPO, require
 
-LITES = ["efficientnet_lite0_imagenet", "efficientnet_lite1_imagenet", "efficientnet_lite2_imagenet"]
+LITES = [
+    "efficientnet_lite0_imagenet", "efficientnet_lite1_imagenet", "efficientnet_lite2_imagenet",
+]
 RANDOM = ["resnet18", "mobilenetv3_small_100"]
 MODELS = LITES + RANDOM
 PY = str(Path(sys.executable))
@@ -86,7 +88,8 @@ def test_sweep_rows_equal_observe_rows_for_a_bundled_and_a_random_model(demo, re
     got = [r for name in ("efficientnet_lite0_imagenet", "resnet18")
            for r in read_rows(reference / "models" / name / "trials.csv")]
     assert len(got) == len(want) == 2 * 96
-    assert all(g["timestamp_utc"] == "" and w["timestamp_utc"] for g, w in zip(got, want, strict=True))
+    assert all(g["timestamp_utc"] == "" and w["timestamp_utc"]
+               for g, w in zip(got, want, strict=True))
     strip = [{k: v for k, v in r.items() if k != "timestamp_utc"} for r in want]
     assert [{k: v for k, v in r.items() if k != "timestamp_utc"} for r in got] == strip
     # the merged table holds every model's rows in --model order
@@ -105,7 +108,8 @@ def test_the_set_is_decoded_once_into_a_memory_mapped_cache_keyed_by_the_sha256s
     changed = [dict(stimuli[0], sha256="0" * 64), *stimuli[1:]]
     assert set_key(changed) != set_key(stimuli)
     summary = list(csv.DictReader(open(reference / "summary.csv", encoding="utf-8")))
-    assert [(s["model"], s["status"], s["rows"]) for s in summary] == [(m, "ran", "96") for m in MODELS]
+    assert ([(s["model"], s["status"], s["rows"]) for s in summary]
+            == [(m, "ran", "96") for m in MODELS])
     assert summary[0]["class"] == "imagenet_cnn"
 
 
@@ -178,7 +182,8 @@ def test_where_and_accuracy_outputs_per_model_and_merged(demo, tmp_path):
     w = json.loads((out / "models" / "efficientnet_lite0_imagenet" / "where.json").read_text())
     assert w["n_images"] == 4 and len(w["per_image_rho"]) == 4 and -1 <= w["mean_rho"] <= 1
     acc = list(csv.DictReader(open(out / "model_accuracy.csv", encoding="utf-8")))
-    assert [a["model_name"] for a in acc] == ["efficientnet_lite0_imagenet", "mobilenetv3_small_100"]
+    assert [a["model_name"] for a in acc] == ["efficientnet_lite0_imagenet",
+                                              "mobilenetv3_small_100"]
     assert [r["model"] for r in json.loads((out / "where.json").read_text())["results"]] == \
         ["efficientnet_lite0_imagenet", "mobilenetv3_small_100"]
 
@@ -223,7 +228,8 @@ def test_done_when_a_sigkilled_sweep_resumes_without_redoing_finished_models(dem
     assert rerun.returncode == 0, text
     for m in finished:
         assert f"skipped {m}: its output matches" in text
-        after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "models" / m).iterdir()}
+        after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+                 for p in (out / "models" / m).iterdir()}
         assert after == before[m], m
     for m in MODELS[len(finished):]:
         assert f"ran {m}:" in text

@@ -53,12 +53,14 @@ def test_report_counts_what_went_wrong(tmp_path):
 
 def test_cli_prints_verdict_writes_json_and_strict_fails(tmp_path):
     path = _session(tmp_path / "sub-1.csv")
-    cmd = [sys.executable, "-m", "experiment", "timing", str(path), "--json", str(tmp_path / "t.json")]
+    cmd = [sys.executable, "-m", "experiment", "timing", str(path),
+           "--json", str(tmp_path / "t.json")]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "dropped frames: 1 in 1 trial(s)" in proc.stdout and "verdict: CHECK" in proc.stdout
     assert json.loads((tmp_path / "t.json").read_text())["timeouts"]["n"] == 2
-    strict = subprocess.run([*cmd, "--strict"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    strict = subprocess.run([*cmd, "--strict"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
     assert strict.returncode == 1
 
 
@@ -152,8 +154,10 @@ def test_a_killed_run_reads_as_killed_not_running(tmp_path):
     code, text = _timing(path, "--json", str(tmp_path / "t.json"))
     assert code == 1 and "run 1 t0: killed (no end recorded)" in text
     assert "verdict: CHECK" in text and "run 1 killed (no end recorded)" in text
-    assert json.loads((tmp_path / "t.json").read_text())["runs"][0]["state"] == "killed (no end recorded)"
-    assert json.loads(side.read_text())["runs"][0]["status"] == "running"  # the record is not edited
+    assert (json.loads((tmp_path / "t.json").read_text())["runs"][0]["state"]
+            == "killed (no end recorded)")
+    # the record is not edited
+    assert json.loads(side.read_text())["runs"][0]["status"] == "running"
 
 
 def test_a_run_still_in_progress_reads_as_running(tmp_path):
@@ -185,7 +189,8 @@ def test_a_folder_or_a_bad_json_path_is_one_clear_error(tmp_path):
     path = _clean_session(tmp_path / "sub-1.csv")
     proc = subprocess.run([sys.executable, "-m", "experiment", "timing", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "is a folder" in proc.stderr
+    assert (proc.returncode == 2 and proc.stderr.startswith("error:")
+            and "is a folder" in proc.stderr)
     assert "Traceback" not in proc.stderr
     with pytest.raises(InputError, match="is a folder; --json takes a file name"):
         _timing(path, "--json", str(tmp_path))

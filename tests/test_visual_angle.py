@@ -44,7 +44,8 @@ def test_px_and_cm_to_degrees_by_hand():
 
 @pytest.mark.parametrize("deg,distance,ppcm", [(0.5, 40, 20.0), (8, 57, PPCM), (30, 100, 45.5)])
 def test_the_two_directions_invert_each_other(deg, distance, ppcm):
-    assert px_to_deg(deg_to_px(deg, distance, ppcm), distance, ppcm) == pytest.approx(deg, rel=1e-12)
+    assert (px_to_deg(deg_to_px(deg, distance, ppcm), distance, ppcm)
+            == pytest.approx(deg, rel=1e-12))
 
 
 def test_whole_pixels_round_half_up_like_javascript():

@@ -109,7 +109,8 @@ def test_shape_mismatch_is_reported(tmp_path):
     state = timm.create_model("tf_efficientnet_lite0").state_dict()
     state["conv_stem.weight"] = torch.zeros(16, 3, 3, 3)
     torch.save(state, tmp_path / "bad.pth")
-    with pytest.raises(InputError, match=r"conv_stem.weight \(16, 3, 3, 3\) vs model \(32, 3, 3, 3\)"):
+    with pytest.raises(InputError,
+                       match=r"conv_stem.weight \(16, 3, 3, 3\) vs model \(32, 3, 3, 3\)"):
         create("efficientnet_lite0_imagenet", weights=tmp_path / "bad.pth")
 
 

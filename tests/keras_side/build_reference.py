@@ -1,4 +1,5 @@
-"""Run inside .venv-keras: build a random-weight Keras network, save it as released, write reference logits.
+"""Run inside .venv-keras: build a random-weight Keras network, save it as released, write
+reference logits.
 
 Usage: build_reference.py OUT_DIR ARCH [ARCH …] [--images N] [--seed S]
 For each ARCH, writes OUT_DIR/ARCH.h5 (whole model, or weights only for vit-b16), ARCH_inputs.npy
@@ -27,7 +28,8 @@ def build(arch: str) -> tuple[tf.keras.Model, str]:
     if arch == "vgg16":
         return tf.keras.applications.VGG16(weights=None, classifier_activation=None), "predictions"
     if arch == "resnet50v2":
-        return tf.keras.applications.ResNet50V2(weights=None, classifier_activation=None), "predictions"
+        return (tf.keras.applications.ResNet50V2(weights=None, classifier_activation=None),
+                "predictions")
     if arch == "efficientnetb0":
         import efficientnet.tfkeras as efn
 
@@ -65,7 +67,8 @@ def randomize(model: tf.keras.Model, rng: np.random.Generator) -> None:
 
 
 def random_images(rng: np.random.Generator, count: int) -> np.ndarray:
-    """(count, 224, 224, 3) in [0, 255]: a brightness, coarse 7×7 structure and pixel noise per image.
+    """(count, 224, 224, 3) in [0, 255]: a brightness, coarse 7×7 structure and pixel noise per
+    image.
 
     Plain uniform noise makes every image look alike to a random network; varied images
     make the image-dependent part of the logits large enough to test.

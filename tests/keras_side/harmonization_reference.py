@@ -1,4 +1,5 @@
-"""Run inside .venv-keras: the authors' `harmonization` 0.0.9 code on inputs written by the suite's test.
+"""Run inside .venv-keras: the authors' `harmonization` 0.0.9 code on inputs written by the \
+suite's test.
 
 Usage: harmonization_reference.py DIR
 Reads DIR/in_*.npy (written by tests/test_harmonization_parity.py with fixed seeds), runs the

@@ -33,7 +33,8 @@ STATE_JS = """() => {
 
 def drive(page, presses: dict, stop_after: int | None = None, timeout_s: float = 90.0,
           interrupt=None, pattern: list | None = None) -> str:
-    """Answer screens until done (or until ``stop_after`` trials were answered); record presses by seq.
+    """Answer screens until done (or until ``stop_after`` trials were answered); record presses
+    by seq.
 
     ``interrupt(page, n)``, if given, runs when the n-th trial's image is up; when it returns
     True the trial must end interrupted (the pause screen) and is recorded as "interrupted".

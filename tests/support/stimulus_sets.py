@@ -1,4 +1,5 @@
-"""Small stimulus sets in the paradigm §4 format for the experiment tests (PNG files + manifest.csv)."""
+"""Small stimulus sets in the paradigm §4 format for the experiment tests (PNG files +
+manifest.csv)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def make_stimulus_set(folder: Path, n_animal: int, n_non_animal: int, n_masked: 
     if full:
         levels.append((n_masked, ""))
     rows = []
-    images = [("animal", i) for i in range(n_animal)] + [("non-animal", i) for i in range(n_non_animal)]
+    images = ([("animal", i) for i in range(n_animal)]
+              + [("non-animal", i) for i in range(n_non_animal)])
     for n, (category, i) in enumerate(images):
         image_id = f"{prefix}{n:03d}"
         base = _photo_pixels(category, i, size) if photos else None

@@ -28,7 +28,8 @@ def photo_rows(n_animal: int, n_non_animal: int) -> list[dict]:
 
 
 def synthetic_map(width: int, height: int, index: int) -> np.ndarray:
-    """A SYNTHETIC importance map (not human data): an off-center Gaussian blob, zero outside it; (h, w) at half res."""
+    """A SYNTHETIC importance map (not human data): an off-center Gaussian blob, zero outside it;
+    (h, w) at half res."""
     h, w = max(8, height // 2), max(8, round(width * max(8, height // 2) / height))
     rng = np.random.default_rng(1000 + index)
     cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
