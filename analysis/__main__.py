@@ -2,7 +2,8 @@ from suite.command_line import dispatch
 
 COMMANDS = {
     "report": ("analysis.report", "decision curves, fits, alignment scores and an HTML report"),
-    "pipeline": ("analysis.pipeline", "run stimuli → lists → observers → models → report from a config"),
+    "pipeline": ("analysis.pipeline",
+                 "run stimuli → lists → observers → models → report from a config"),
     "power": ("analysis.power", "participants needed to tell two models' alignment apart"),
     "export": ("analysis.export", "trial tables as a shareable data set (BIDS or Psych-DS)"),
 }

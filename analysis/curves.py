@@ -91,7 +91,8 @@ def count_matrix(curves: pd.DataFrame, dataset: str) -> CountMatrix:
     """The curves of one dataset as an observers × levels count matrix (0 where unseen)."""
     part = curves[curves["dataset"] == dataset]
     if part.empty:
-        raise InputError(f"no curves for dataset {dataset!r}; have {sorted(set(curves['dataset']))}")
+        raise InputError(f"no curves for dataset {dataset!r}; "
+                         f"have {sorted(set(curves['dataset']))}")
     key = ["observer_type", "observer_id", "model_name"]
     k = part.pivot_table(index=key, columns="level", values="n_correct", aggfunc="sum",
                          fill_value=0)

@@ -138,7 +138,8 @@ def _cells(df: pd.DataFrame, na: str) -> pd.DataFrame:
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             num = values.astype(float)
             finite = num[np.isfinite(num)]
-            if len(finite) and np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53):
+            if (len(finite) and np.all(finite == np.round(finite))
+                    and np.all(np.abs(finite) < 2**53)):
                 text = num.map(lambda v: na if not np.isfinite(v) else str(int(v)))
             else:
                 text = num.map(lambda v: na if not np.isfinite(v) else f"{v:.10g}")

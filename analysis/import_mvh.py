@@ -60,7 +60,8 @@ _KEYS = {"kind", "guess", "scale", "direction", "levels", "full", "conditions", 
 
 # The 17 datasets of model-vs-human's raw data (modelvshuman/datasets/experiments.py), all
 # 16-class (chance 1/16). Condition strings as the raw files write them; numbers are
-# matched by value, so "3" and "3.0", "0.00" and "0.0" are the same condition.
+# matched by value, so "3" and "3.0", "0.00" and "0.0" are the same condition. A backslash
+# at the end of a line joins it to the next (Python drops both), keeping long lines short.
 KNOWN_EXPERIMENTS_TOML = """
 [colour]
 kind = "categorical"
@@ -110,21 +111,24 @@ kind = "graded"
 scale = "linear"
 direction = "decreasing"               # a longer reach is harder
 label = "log2 reach"
-levels = { "1-10-10" = 0, "2-10-10" = 1, "4-10-10" = 2, "8-10-10" = 3, "16-10-10" = 4, "32-10-10" = 5, "64-10-10" = 6, "128-10-10" = 7 }
+levels = { "1-10-10" = 0, "2-10-10" = 1, "4-10-10" = 2, "8-10-10" = 3, "16-10-10" = 4, \
+"32-10-10" = 5, "64-10-10" = 6, "128-10-10" = 7 }
 
 [eidolonII]
 kind = "graded"
 scale = "linear"
 direction = "decreasing"
 label = "log2 reach"
-levels = { "1-3-10" = 0, "2-3-10" = 1, "4-3-10" = 2, "8-3-10" = 3, "16-3-10" = 4, "32-3-10" = 5, "64-3-10" = 6, "128-3-10" = 7 }
+levels = { "1-3-10" = 0, "2-3-10" = 1, "4-3-10" = 2, "8-3-10" = 3, "16-3-10" = 4, \
+"32-3-10" = 5, "64-3-10" = 6, "128-3-10" = 7 }
 
 [eidolonIII]
 kind = "graded"
 scale = "linear"
 direction = "decreasing"
 label = "log2 reach"
-levels = { "1-0-10" = 0, "2-0-10" = 1, "4-0-10" = 2, "8-0-10" = 3, "16-0-10" = 4, "32-0-10" = 5, "64-0-10" = 6, "128-0-10" = 7 }
+levels = { "1-0-10" = 0, "2-0-10" = 1, "4-0-10" = 2, "8-0-10" = 3, "16-0-10" = 4, \
+"32-0-10" = 5, "64-0-10" = 6, "128-0-10" = 7 }
 
 [uniform-noise]
 kind = "graded"
@@ -145,7 +149,8 @@ kind = "categorical"
 kind = "categorical"
 
 [cue-conflict]
-kind = "categorical"                   # correct = the shape category (texture answers count as errors)
+kind = "categorical"                   # correct = the shape category \
+(texture answers count as errors)
 """
 
 

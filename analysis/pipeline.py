@@ -200,12 +200,13 @@ def _stimuli(cfg: StudyConfig, out: Path) -> Path:
         print(f"   {note}")
     else:
         src = cfg.path(s.source)
-        if src.is_dir() and (src / "manifest.csv").is_file() and (src / "stimulus_set.json").is_file():
+        if (src.is_dir() and (src / "manifest.csv").is_file()
+                and (src / "stimulus_set.json").is_file()):
             print(f"   using the existing stimulus set {src}")
             return src
         manifest, note = src, ""
-    config = BuildConfig(levels_percent=log_spaced_levels(s.levels), full=s.full, order=s.order, budget=s.budget,
-                         seed=s.seed, maps_note=note)
+    config = BuildConfig(levels_percent=log_spaced_levels(s.levels), full=s.full, order=s.order,
+                         budget=s.budget, seed=s.seed, maps_note=note)
     return build_stimulus_set(manifest, out / "stimuli", config)
 
 
@@ -303,7 +304,8 @@ def run_pipeline(cfg: StudyConfig, overwrite: bool = False) -> dict:
                      seed=cfg.report.seed, say=lambda line: print(f"   {line}"),
                      stimuli=set_dir)
     record = provenance(config=config_record)
-    record.update(status="complete", steps_seconds=steps.times, total_seconds=round(time.perf_counter() - t0, 1),
+    record.update(status="complete", steps_seconds=steps.times,
+                  total_seconds=round(time.perf_counter() - t0, 1),
                   stimulus_set=str(set_dir), lists=[str(p) for p in list_paths],
                   trial_tables=[str(p) for p in trial_files],
                   model_accuracy=str(acc) if acc else None, report=str(page),

@@ -57,7 +57,8 @@ class PowerDesign:
     def __post_init__(self):
         if self.n_images < len(self.levels_percent):
             raise InputError(f"n_images {self.n_images} < number of levels "
-                             f"{len(self.levels_percent)}: each participant needs ≥1 image per level")
+                             f"{len(self.levels_percent)}: each participant needs ≥1 image "
+                             "per level")
         if len(self.levels_percent) < 2:
             raise InputError(f"{len(self.levels_percent)} level(s): a decision curve needs at "
                              "least 2 levels")

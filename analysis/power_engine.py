@@ -145,7 +145,10 @@ def two_sample_z_power(delta: float, sigma: float, n: int, alpha: float = 0.05) 
 
 
 def two_sample_z_experiment(delta: float, sigma: float, alpha: float = 0.05) -> Experiment:
-    """A simulated two-group experiment analysed with the z test (the engine's known-answer case)."""
+    """A simulated two-group experiment analysed with the z test.
+
+    The engine's known-answer case.
+    """
     z = stats.norm.ppf(1 - alpha / 2)
 
     def run(n: int, rng: np.random.Generator) -> bool:

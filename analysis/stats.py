@@ -10,9 +10,10 @@
 - ``curve_difference`` — does a model's curve differ from the humans'? A binomial GLM
   (logit link, statsmodels) with one accuracy per level for the humans and one per level for
   the model; cluster-robust covariance with the humans' trials clustered by participant and
-  the model's by image. The joint Wald test (W / q against F(q, participants − 1)) of "model − human = 0 at every level" (the group
-  effect and the level × observer-type interaction together) gives ``p_curve``; the
-  interaction alone (the shape, apart from one shift on the logit scale) ``p_shape``.
+  the model's by image. The joint Wald test (W / q against F(q, participants − 1)) of
+  "model − human = 0 at every level" (the group effect and the level × observer-type
+  interaction together) gives ``p_curve``; the interaction alone (the shape, apart from one
+  shift on the logit scale) ``p_shape``.
 - ``compare_models`` — one model against another: the paired bootstrap difference of each
   alignment score (``analysis.align``'s resamples, the same for both models), its percentile
   interval and two-sided p, Holm-corrected across the pairs of each metric

@@ -1,1 +1,4 @@
-"""Running observers: trial lists, the PsychoPy lab runner, the online runner, simulated observers."""
+"""Running observers.
+
+Trial lists, the PsychoPy lab runner, the online runner, simulated observers.
+"""

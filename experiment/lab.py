@@ -66,9 +66,14 @@ INSTRUCTIONS = (
 
 
 def fixation_ms(participant: str, list_id: str, key: tuple[int, int], timing: TrialTiming) -> float:
-    """Uniform fixation duration (ms) for one trial, seeded by participant, list and trial so a resume repeats it."""
-    seed = int.from_bytes(hashlib.sha256(f"{participant}|{list_id}".encode()).digest()[:8], "little")
-    return float(np.random.default_rng([seed, *key]).uniform(timing.fixation_min_ms, timing.fixation_max_ms))
+    """Uniform fixation duration (ms) for one trial.
+
+    Seeded by participant, list and trial so a resume repeats it.
+    """
+    seed = int.from_bytes(hashlib.sha256(f"{participant}|{list_id}".encode()).digest()[:8],
+                          "little")
+    return float(np.random.default_rng([seed, *key]).uniform(timing.fixation_min_ms,
+                                                             timing.fixation_max_ms))
 
 
 def choose_refresh(measured: dict, declared: float | None, allow: bool) -> tuple[float, list[str]]:
@@ -79,7 +84,8 @@ def choose_refresh(measured: dict, declared: float | None, allow: bool) -> tuple
     """
     lo, hi = PLAUSIBLE_HZ
     if declared is not None and not lo <= declared <= hi:
-        raise InputError(f"--refresh-hz {declared:g}: must be {lo:g}-{hi:g} Hz (a real display's rate)")
+        raise InputError(f"--refresh-hz {declared:g}: must be {lo:g}-{hi:g} Hz "
+                         "(a real display's rate)")
     problems = []
     if not lo <= measured["hz"] <= hi:
         problems.append(f"measured {measured['hz']:.1f} Hz is outside {lo:g}-{hi:g} Hz (no vsync?)")
@@ -87,14 +93,17 @@ def choose_refresh(measured: dict, declared: float | None, allow: bool) -> tuple
         problems.append(f"frame intervals vary by SD {measured['interval_sd_ms']:.2f} ms "
                         f"(> {MAX_JITTER_MS} ms)")
     if declared is not None and abs(measured["hz"] - declared) > 0.02 * declared:
-        problems.append(f"measured {measured['hz']:.2f} Hz differs from --refresh-hz {declared:g} by > 2 %")
+        problems.append(f"measured {measured['hz']:.2f} Hz differs from --refresh-hz "
+                        f"{declared:g} by > 2 %")
     if problems and not allow:
         raise InputError("refresh check failed: " + "; ".join(problems) + ". Fix the display "
-                         "(vsync on, nothing else running) or pass --allow-refresh with --refresh-hz")
+                         "(vsync on, nothing else running) or pass --allow-refresh with "
+                         "--refresh-hz")
     used = declared if declared is not None else measured["hz"]
     if not lo <= used <= hi:
         raise InputError(f"refresh check failed: {problems[0]}; --allow-refresh needs --refresh-hz "
-                         f"({lo:g}-{hi:g}) here, as every duration is counted in frames at that rate")
+                         f"({lo:g}-{hi:g}) here, as every duration is counted in frames at "
+                         "that rate")
     return used, problems
 
 
@@ -144,7 +153,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--refresh-hz", type=float_in(*PLAUSIBLE_HZ), default=None, metavar="HZ",
                         help="expected refresh (50-250); the measured rate must be within 2 %%")
     parser.add_argument("--allow-refresh", action="store_true",
-                        help="run despite a failed refresh check (logged); uses --refresh-hz if given")
+                        help="run despite a failed refresh check (logged); uses --refresh-hz "
+                             "if given")
     parser.add_argument("--emulate-vsync", action="store_true",
                         help="pace flips at --refresh-hz in software: ONLY for displays without "
                              "vsync such as Xvfb (tests, demos); logged")
@@ -236,7 +246,8 @@ def main(args) -> int:
     timing = TrialTiming()
     background = tuple(args.background)
     screen = LabScreen(args.fullscr, args.window_size, args.screen,
-                       args.refresh_hz if args.emulate_vsync else None, args.allow_keyboard_fallback,
+                       args.refresh_hz if args.emulate_vsync else None,
+                       args.allow_keyboard_fallback,
                        background=background, text_rgb=text_colour(background))
     first = practice_left[0] if practice_left else test_left[0]
     run = {"started_utc": started, "first_trial": list(trial_key(first)), "status": "running",
@@ -308,7 +319,8 @@ def main(args) -> int:
                 record["practice"] = practice_record(practice_rows, session.rows, args)
                 session.save()
                 criterion = args.practice_criterion
-                print(f"practice round {practice_round}: {100 * accuracy:.0f} % correct", flush=True)
+                print(f"practice round {practice_round}: {100 * accuracy:.0f} % correct",
+                      flush=True)
                 if criterion is None or accuracy >= criterion:
                     break
                 if practice_round >= args.practice_max_rounds:
@@ -344,7 +356,8 @@ def main(args) -> int:
         if accepted:
             run["ended_utc"] = utc_now()
             run["trials_written"] = written
-            run["frame_intervals"] = frame_stats(screen.win.frameIntervals, run["refresh"]["used_hz"])
+            run["frame_intervals"] = frame_stats(screen.win.frameIntervals,
+                                                 run["refresh"]["used_hz"])
             if run["status"] in ("complete", "quit (escape)"):
                 run["summary"] = experimenter_summary(session.csv_path, record)
                 print(format_summary(run["summary"]), flush=True)
@@ -400,14 +413,16 @@ def new_record(session: Session, participant: str, rows: list[dict], list_path: 
             "list_id": rows[0]["list_id"], "list_file": str(list_path),
             "list_sha256": list_digest(list_path), "keys": list(keys),
             "key_mapping": session.mapping, "key_order": session.key_order,
-            "key_order_rule": info.get("rule"), "key_order_sessions_before": info.get("sessions_before"),
+            "key_order_rule": info.get("rule"),
+            "key_order_sessions_before": info.get("sessions_before"),
             "session_number": info.get("session_number"), "timing_ms": asdict(timing), "runs": []}
 
 
 def break_text(previous: dict, upcoming: dict) -> str:
     """Text of the screen between blocks (or between practice and the test)."""
     if previous["practice"] == "1" and upcoming["practice"] == "0":
-        return "Practice is over. From now on there is no feedback except 'too slow'.\n\nPress space to start."
+        return ("Practice is over. From now on there is no feedback except 'too slow'.\n\n"
+                "Press space to start.")
     return f"Block {previous['block']} done - take a short break.\n\nPress space to continue."
 
 

@@ -41,7 +41,8 @@ def check_display(screen: int) -> int:
         screens = canvas.get_display().get_screens()
     except Exception as err:  # pyglet's NoSuchDisplayException and platform variants
         raise InputError(f"no display: cannot open {os.environ.get('DISPLAY', 'the display')} "
-                         f"({err}); check the lab computer's display (or start Xvfb for tests)") from None
+                         f"({err}); check the lab computer's display "
+                         "(or start Xvfb for tests)") from None
     if screen >= len(screens):
         raise InputError(f"--screen {screen}: this display has {len(screens)} screen(s), "
                          f"numbered 0-{len(screens) - 1}")
@@ -109,8 +110,8 @@ class LabScreen:
         if self.keyboard_backend != "ptb" and not allow_keyboard_fallback:
             self.win.close()
             raise InputError(f"PsychoPy keyboard backend is {self.keyboard_backend!r}, not the "
-                             "psychtoolbox one (RTs would be frame-locked); install libjack-jackd2-0 "
-                             "or pass --allow-keyboard-fallback to accept it")
+                             "psychtoolbox one (RTs would be frame-locked); install "
+                             "libjack-jackd2-0 or pass --allow-keyboard-fallback to accept it")
         self.pace_period = 1.0 / pace_hz if pace_hz else None
         from pyglet.gl import glFinish
 
@@ -150,7 +151,8 @@ class LabScreen:
                 self._deadline = now
             elif now > self._deadline:
                 # Missed a blank: wait for the next one on the grid, as a synced display does.
-                self._deadline += np.ceil((now - self._deadline) / self.pace_period) * self.pace_period
+                self._deadline += (np.ceil((now - self._deadline) / self.pace_period)
+                                   * self.pace_period)
             remaining = self._deadline - time.perf_counter()
             if remaining > 0.002:
                 time.sleep(remaining - 0.002)
@@ -165,7 +167,8 @@ class LabScreen:
             self.flip()
         stamps = np.array([self.flip() for _ in range(n_frames + 1)])
         intervals = np.diff(stamps)
-        return {"hz": float(1.0 / np.median(intervals)), "interval_sd_ms": float(intervals.std() * 1e3),
+        return {"hz": float(1.0 / np.median(intervals)),
+                "interval_sd_ms": float(intervals.std() * 1e3),
                 "interval_min_ms": float(intervals.min() * 1e3),
                 "interval_max_ms": float(intervals.max() * 1e3), "n_frames": n_frames}
 
@@ -194,7 +197,7 @@ class LabScreen:
 
 
 def shown_frames(intervals: list[float], hz: float) -> tuple[int, int]:
-    """(frames shown, frames dropped) from the flip intervals (s) the stimulus spanned, onset to offset.
+    """(frames shown, frames dropped) from the stimulus's flip intervals (s), onset to offset.
 
     Shown is the whole onset-to-offset time in frames (robust to one late timestamp);
     dropped is how many more frames than flips that was, i.e. blanks a flip missed.

@@ -1,4 +1,6 @@
-"""Counterbalanced trial lists from a stimulus set: Latin square over levels, capped runs, blocks, practice.
+"""Counterbalanced trial lists from a stimulus set.
+
+Latin square over levels, capped runs, blocks, practice.
 
 List ``k`` (0-based) shows image ``i`` at level ``(i + k) % n_levels`` (paradigm §1), so across
 ``n_levels`` lists every image appears at every level once. Images are indexed animals
@@ -59,7 +61,8 @@ def read_stimulus_set(folder: str | os.PathLike) -> StimulusSet:
     try:
         levels = sorted({int(r["level_index"]) for r in rows})
     except ValueError as err:
-        raise InputError(f"{manifest}: level_index must be an integer ({err}); rebuild the set") from None
+        raise InputError(f"{manifest}: level_index must be an integer ({err}); "
+                         "rebuild the set") from None
     if levels != list(range(len(levels))):
         raise InputError(f"{manifest}: level_index values {levels} are not 0..n-1; rebuild the set")
     by_image: dict[str, dict] = {}
@@ -69,7 +72,8 @@ def read_stimulus_set(folder: str | os.PathLike) -> StimulusSet:
                              f"is not one of {CATEGORIES}; fix the manifest")
         entry = by_image.setdefault(r["image_id"], {"category": r["category"], "levels": []})
         if entry["category"] != r["category"]:
-            raise InputError(f"{manifest}: image {r['image_id']} has two categories; fix the manifest")
+            raise InputError(f"{manifest}: image {r['image_id']} has two categories; "
+                             "fix the manifest")
         entry["levels"].append(int(r["level_index"]))
     for image_id, entry in by_image.items():
         if sorted(entry["levels"]) != levels:
@@ -81,7 +85,10 @@ def read_stimulus_set(folder: str | os.PathLike) -> StimulusSet:
 
 
 def latin_square_levels(n_images: int, n_levels: int, list_index: int) -> np.ndarray:
-    """Level index of each image in list ``list_index``: ``(i + k) % n_levels``, shape (n_images,)."""
+    """Level index of each image in list ``list_index``: ``(i + k) % n_levels``.
+
+    Shape (n_images,).
+    """
     return (np.arange(n_images) + list_index) % n_levels
 
 
@@ -94,7 +101,10 @@ def effective_run_cap(categories: list[str], max_run: int) -> int:
 
 
 def capped_order(categories: list[str], max_run: int, rng: np.random.Generator) -> list[int]:
-    """A random order of ``range(len(categories))`` with no same-category run longer than ``max_run``."""
+    """A random order of ``range(len(categories))``.
+
+    No same-category run is longer than ``max_run``.
+    """
     pools = {c: [i for i, x in enumerate(categories) if x == c] for c in CATEGORIES}
     for c in pools:
         rng.shuffle(pools[c])
@@ -102,10 +112,12 @@ def capped_order(categories: list[str], max_run: int, rng: np.random.Generator) 
         left = {c: list(p) for c, p in pools.items()}
         order, run_cat, run_len = [], None, 0
         while any(left.values()):
-            allowed = [c for c in CATEGORIES if left[c] and not (c == run_cat and run_len >= max_run)]
+            allowed = [c for c in CATEGORIES
+                       if left[c] and not (c == run_cat and run_len >= max_run)]
             if not allowed:
                 break
-            # Drawing in proportion to what is left keeps the two categories from piling up at the end.
+            # Drawing in proportion to what is left keeps the two categories from piling up
+            # at the end.
             weights = np.array([len(left[c]) for c in allowed], dtype=float)
             c = allowed[rng.choice(len(allowed), p=weights / weights.sum())]
             order.append(left[c].pop())
@@ -127,7 +139,10 @@ def _row(list_id, block, trial, practice, stim, list_dir: Path, set_dir: Path) -
 
 def practice_rows(practice: StimulusSet, n: int, test_images: set[str], list_id: str,
                   list_dir: Path, rng: np.random.Generator) -> list[dict]:
-    """``n`` practice trials (block 0) from another set: categories alternate, levels spread evenly."""
+    """``n`` practice trials (block 0) from another set.
+
+    Categories alternate, levels spread evenly.
+    """
     overlap = sorted(test_images & {i for i, _ in practice.images})
     if overlap:
         raise InputError(f"{practice.folder}: practice images {overlap[:5]} are also test images; "
@@ -156,7 +171,8 @@ def make_lists(stimuli: StimulusSet, config: ListConfig, list_dir: Path,
     cap = effective_run_cap(categories, config.max_run)
     n = len(stimuli.images)
     if config.blocks < 1 or config.blocks > n:
-        raise InputError(f"--blocks {config.blocks}: must be between 1 and the {n} images of the set")
+        raise InputError(f"--blocks {config.blocks}: must be between 1 and the {n} images "
+                         "of the set")
     out = {}
     for k in range(stimuli.n_levels):
         list_id = f"list-{k + 1:02d}"
@@ -171,7 +187,8 @@ def make_lists(stimuli: StimulusSet, config: ListConfig, list_dir: Path,
                                   list_id, list_dir, rng)
         for t, i in enumerate(order):
             stim = by_key[(stimuli.images[i][0], int(levels[i]))]
-            rows.append(_row(list_id, int(block_of[t]), t + 1, False, stim, list_dir, stimuli.folder))
+            rows.append(_row(list_id, int(block_of[t]), t + 1, False, stim, list_dir,
+                             stimuli.folder))
         out[list_id] = rows
     return out
 
@@ -193,7 +210,8 @@ def write_lists(stimuli_dir, out_dir, config: ListConfig = ListConfig(),
     categories = [c for _, c in stimuli.images]
     record = provenance(**asdict(config), stimuli=str(stimuli.folder),
                         practice_stimuli=str(practice.folder) if practice else None)
-    record["lists"] = {list_id: {"file": f"{list_id}.csv", "trials": sum(not r["practice"] for r in rows),
+    record["lists"] = {list_id: {"file": f"{list_id}.csv",
+                                 "trials": sum(not r["practice"] for r in rows),
                                  "practice_trials": sum(r["practice"] for r in rows)}
                        for list_id, rows in lists.items()}
     record["n_levels"] = stimuli.n_levels
@@ -207,7 +225,8 @@ def write_lists(stimuli_dir, out_dir, config: ListConfig = ListConfig(),
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--stimuli", required=True, metavar="SET_DIR", help="stimulus set folder (manifest.csv)")
+    parser.add_argument("--stimuli", required=True, metavar="SET_DIR",
+                        help="stimulus set folder (manifest.csv)")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output folder for list-NN.csv and lists.json")
     parser.add_argument("--overwrite", action="store_true",
@@ -217,11 +236,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--blocks", type=int_at_least(1), default=ListConfig.blocks,
                         help="blocks per list (default 5)")
     parser.add_argument("--max-run", type=int_at_least(1), default=ListConfig.max_run,
-                        help="longest same-category run (default 3; raised only if the counts force it)")
+                        help="longest same-category run (default 3; raised only if the counts "
+                             "force it)")
     parser.add_argument("--practice-stimuli", metavar="SET_DIR", default=None,
-                        help="stimulus set built from images NOT in the test set, for practice trials")
+                        help="stimulus set built from images NOT in the test set, for practice "
+                             "trials")
     parser.add_argument("--practice", type=int_at_least(0), default=ListConfig.n_practice,
-                        help="practice trials per list when --practice-stimuli is given (default 10)")
+                        help="practice trials per list when --practice-stimuli is given "
+                             "(default 10)")
 
 
 def main(args) -> int:

@@ -37,13 +37,18 @@ def trial_key(row: dict) -> tuple[int, int]:
 
 
 def load_trial_list(path: str | Path) -> list[dict]:
-    """Read a trial list and check it: one list id, unique trials, known categories, files on disk."""
+    """Read a trial list and check it.
+
+    One list id, unique trials, known categories, files on disk.
+    """
     path = Path(path)
     if path.is_dir():
-        raise InputError(f"{path}: is a folder; --list takes one list file, e.g. {path / 'list-01.csv'}")
+        raise InputError(f"{path}: is a folder; --list takes one list file, "
+                         f"e.g. {path / 'list-01.csv'}")
     rows = read_rows(path, required=TRIAL_LIST_COLUMNS)
     if not rows:
-        raise InputError(f"{path}: the trial list has no trials; write it with `python -m experiment lists`")
+        raise InputError(f"{path}: the trial list has no trials; "
+                         "write it with `python -m experiment lists`")
     ids = {r["list_id"] for r in rows}
     if len(ids) != 1:
         raise InputError(f"{path}: rows from several lists {sorted(ids)}; give one list per file")
@@ -127,9 +132,11 @@ def existing_sessions(out_dir: Path) -> dict[str, Path]:
 def check_distinct_id(out_dir: Path, participant: str) -> None:
     """Refuse a new id that differs from one in ``out_dir`` only by case or leading zeros."""
     out_dir = Path(out_dir)
-    if (out_dir / f"sub-{participant}.json").exists() or (out_dir / f"sub-{participant}.csv").exists():
+    if ((out_dir / f"sub-{participant}.json").exists()
+            or (out_dir / f"sub-{participant}.csv").exists()):
         return
-    others = set(existing_sessions(out_dir)) | {p.stem[len("sub-"):] for p in out_dir.glob("sub-*.csv")} \
+    others = (set(existing_sessions(out_dir))
+              | {p.stem[len("sub-"):] for p in out_dir.glob("sub-*.csv")}) \
         if out_dir.is_dir() else set()
     clash = sorted(o for o in others if o != participant and id_form(o) == id_form(participant))
     if clash:
@@ -140,7 +147,9 @@ def check_distinct_id(out_dir: Path, participant: str) -> None:
 
 
 def balanced_key_order(out_dir: Path, participant: str) -> tuple[str, dict]:
-    """``--key-order auto``: the order fewer sessions in ``out_dir`` used so far (ties: animal-first).
+    """``--key-order auto``: the order fewer sessions in ``out_dir`` used so far.
+
+    Ties go to animal-first.
 
     Sessions arrive one by one, so orders alternate whatever the id scheme; the counts and
     this session's place in the folder go into its JSON.

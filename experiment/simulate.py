@@ -32,7 +32,10 @@ RESPONSE_WINDOW_MS = TrialTiming().window_ms  # 400 ms image + 150 ms more (para
 
 @dataclass(frozen=True)
 class PsychometricObserver:
-    """Observer parameters: threshold in % revealed, slope per log10 %, rates, ex-Gaussian RT (ms)."""
+    """Observer parameters.
+
+    Threshold in % revealed, slope per log10 %, rates, ex-Gaussian RT (ms).
+    """
 
     threshold: float = 10.0
     slope: float = 3.0
@@ -73,7 +76,10 @@ def _percents(rows: list[dict], observer: PsychometricObserver) -> np.ndarray:
 def simulate_observer(trial_list_rows: list[dict], observer: PsychometricObserver,
                       rng: np.random.Generator, observer_id: str = "sim-001",
                       session_id: str | None = None) -> list[dict]:
-    """Answer each trial-list row; returns trial-table rows (observer_type simulated, runner simulation)."""
+    """Answer each trial-list row; returns trial-table rows.
+
+    The rows have observer_type simulated, runner simulation.
+    """
     n = len(trial_list_rows)
     if n == 0:
         return []
@@ -119,7 +125,8 @@ def add_arguments(parser) -> None:
     d = PsychometricObserver()
     parser.add_argument("--list", required=True, metavar="FILE", help="trial list CSV")
     parser.add_argument("--out", required=True, metavar="TRIALS_CSV",
-                        help="output file: the trial table (its provenance goes beside it as .json)")
+                        help="output file: the trial table (its provenance goes beside it "
+                             "as .json)")
     parser.add_argument("--observer-id", default="sim-001",
                         help="observer id prefix; the list id is appended (sim-001-list-01)")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
@@ -135,12 +142,13 @@ def main(args) -> int:
     out = check_output_file(args.out, inputs=[path])
     record_path = out.with_suffix(".json")
     if record_path.resolve() == out.resolve():
-        raise InputError(f"{out}: the provenance is written beside the table as {record_path.name}; "
-                         "give --out another suffix (e.g. .csv)")
+        raise InputError(f"{out}: the provenance is written beside the table as "
+                         f"{record_path.name}; give --out another suffix (e.g. .csv)")
     check_output_file(record_path, inputs=[path], option="--out (its provenance .json)")
     rows = read_rows(path, required=TRIAL_LIST_COLUMNS)
     if not rows:
-        raise InputError(f"{path}: trial list has no trials; write it with `python -m experiment lists`")
+        raise InputError(f"{path}: trial list has no trials; "
+                         "write it with `python -m experiment lists`")
     list_ids = sorted({r["list_id"] for r in rows})
     if len(list_ids) != 1:
         raise InputError(f"{path}: rows from several lists {list_ids}; give one list per file")
@@ -151,7 +159,8 @@ def main(args) -> int:
     for oid in observer_ids(args.observer_id, list_id, args.repeats):
         table += simulate_observer(rows, observer, rng, observer_id=oid, session_id=oid)
     write_table(out, table)
-    record = provenance(list=str(path), seed=args.seed, repeats=args.repeats, observer=asdict(observer))
+    record = provenance(list=str(path), seed=args.seed, repeats=args.repeats,
+                        observer=asdict(observer))
     atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
     print(f"wrote {len(table)} simulated trials to {out}")
     return 0

@@ -26,7 +26,8 @@ def _numbers(rows: list[dict], column: str, path: Path) -> np.ndarray:
         return np.array([float(r[column]) for r in rows])
     except ValueError:
         raise InputError(f"{path}: column {column} has empty or non-numeric cells; "
-                         "this report reads lab sessions written by `python -m experiment run-lab`") from None
+                         "this report reads lab sessions written by "
+                         "`python -m experiment run-lab`") from None
 
 
 def timing_report(rows: list[dict], path: Path, timing: TrialTiming = DEFAULT_TIMING) -> dict:
@@ -39,18 +40,21 @@ def timing_report(rows: list[dict], path: Path, timing: TrialTiming = DEFAULT_TI
     fixation = _numbers(rows, "fixation_ms", path)
     timeout = _numbers(rows, "timeout", path).astype(bool)
     rts = np.array([float(r["rt_ms"]) for r, t in zip(rows, timeout, strict=True) if not t])
-    out_of_range = (fixation < timing.fixation_min_ms - 1e-6) | (fixation > timing.fixation_max_ms + 1e-6)
+    out_of_range = ((fixation < timing.fixation_min_ms - 1e-6)
+                    | (fixation > timing.fixation_max_ms + 1e-6))
     mismatch = intended != shown
     report = {
         "file": str(path), "trials": len(rows),
         "practice_trials": sum(r["practice"] == "1" for r in rows),
         "refresh_hz": sorted({r["refresh_hz"] for r in rows}),
         "frames": {"intended_vs_shown": {f"{i}->{s}": n for (i, s), n in
-                                         sorted(Counter(zip(intended.tolist(), shown.tolist(), strict=True)).items())},
+                                         sorted(Counter(zip(intended.tolist(), shown.tolist(),
+                                                            strict=True)).items())},
                    "trials_mismatched": int(mismatch.sum()),
                    "mismatched_trials": [f"{r['practice']}/{r['trial']}" for r, m in
                                          zip(rows, mismatch, strict=True) if m],
-                   "dropped_total": int(dropped.sum()), "trials_with_drops": int((dropped > 0).sum())},
+                   "dropped_total": int(dropped.sum()),
+                   "trials_with_drops": int((dropped > 0).sum())},
         "fixation_ms": {"min": float(fixation.min()), "max": float(fixation.max()),
                         "mean": float(fixation.mean()), "sd": float(fixation.std()),
                         "outside_range": int(out_of_range.sum()),
@@ -59,11 +63,13 @@ def timing_report(rows: list[dict], path: Path, timing: TrialTiming = DEFAULT_TI
                      "no_response": sum(r["response"] == "none" for r in rows)},
         "rt_ms": {"n": int(rts.size), **({"median": float(np.median(rts)),
                                           "q25": float(np.percentile(rts, 25)),
-                                          "q75": float(np.percentile(rts, 75))} if rts.size else {})},
+                                          "q75": float(np.percentile(rts, 75))}
+                                         if rts.size else {})},
     }
     problems = []
     if mismatch.any():
-        problems.append(f"{int(mismatch.sum())} trial(s) showed a different number of frames than intended")
+        problems.append(f"{int(mismatch.sum())} trial(s) showed a different number of frames "
+                        "than intended")
     if out_of_range.any():
         problems.append(f"{int(out_of_range.sum())} fixation(s) outside {timing.fixation_min_ms:g}-"
                         f"{timing.fixation_max_ms:g} ms")
@@ -114,7 +120,8 @@ def run_state(run: dict, last: bool) -> str:
     return "killed (no end recorded)"
 
 
-def session_checks(n_rows: int, n_partial: int, session_json: dict | None, side: Path) -> tuple[list, list]:
+def session_checks(n_rows: int, n_partial: int, session_json: dict | None,
+                   side: Path) -> tuple[list, list]:
     """(runs, problems): each run's state and settings, and what the session record contradicts."""
     problems = []
     if n_partial:
@@ -163,24 +170,30 @@ def format_report(report: dict, session_json: dict | None) -> str:
     """The report as text for the terminal."""
     f, fx, to, rt = report["frames"], report["fixation_ms"], report["timeouts"], report["rt_ms"]
     lines = [f"session {report['file']}: {report['trials']} trials "
-             f"({report['practice_trials']} practice), refresh {', '.join(report['refresh_hz'])} Hz",
-             "frames intended->shown: " + ", ".join(f"{k} x{n}" for k, n in f["intended_vs_shown"].items()),
-             f"trials with a frame mismatch: {f['trials_mismatched']} {f['mismatched_trials'] or ''}".rstrip(),
+             f"({report['practice_trials']} practice), "
+             f"refresh {', '.join(report['refresh_hz'])} Hz",
+             "frames intended->shown: "
+             + ", ".join(f"{k} x{n}" for k, n in f["intended_vs_shown"].items()),
+             (f"trials with a frame mismatch: {f['trials_mismatched']} "
+              f"{f['mismatched_trials'] or ''}").rstrip(),
              f"dropped frames: {f['dropped_total']} in {f['trials_with_drops']} trial(s)",
              f"fixation ms: min {fx['min']:.1f}  max {fx['max']:.1f}  mean {fx['mean']:.1f}  "
              f"sd {fx['sd']:.1f}  outside range {fx['outside_range']}",
              f"timeouts: {to['n']} ({100 * to['rate']:.1f} %), no response {to['no_response']}"]
     if rt["n"]:
-        lines.append(f"RT ms (in time): median {rt['median']:.0f}  IQR {rt['q25']:.0f}-{rt['q75']:.0f}")
+        lines.append(f"RT ms (in time): median {rt['median']:.0f}  "
+                     f"IQR {rt['q25']:.0f}-{rt['q75']:.0f}")
     raw = (session_json or {}).get("runs", [])
     for run, summary in zip(raw, report.get("runs", []), strict=False):
         fi, rf = run.get("frame_intervals", {}), run.get("refresh", {})
         lines.append(f"run {summary['run']} {run.get('started_utc')}: {summary['state']}, measured "
-                     f"{rf.get('hz', float('nan')):.2f} Hz (sd {rf.get('interval_sd_ms', float('nan')):.2f} ms)"
+                     f"{rf.get('hz', float('nan')):.2f} Hz "
+                     f"(sd {rf.get('interval_sd_ms', float('nan')):.2f} ms)"
                      f"{', OVERRIDDEN' if rf.get('override') else ''}"
                      f"{', EMULATED VSYNC' if run.get('emulated_vsync') else ''}, "
                      f"{fi.get('n', 0)} flips, {fi.get('n_long', 0)} long")
-    lines.append("verdict: " + ("OK" if not report["problems"] else "CHECK - " + "; ".join(report["problems"])))
+    lines.append("verdict: " + ("OK" if not report["problems"]
+                                else "CHECK - " + "; ".join(report["problems"])))
     return "\n".join(lines)
 
 
@@ -203,7 +216,8 @@ def experimenter_summary(csv_path: Path, session_json: dict) -> dict:
     return {"trials": len(test), "practice_trials": len(rows) - len(test),
             "accuracy": sum(int(r["correct"]) for r in test) / len(test) if test else None,
             "timeouts": sum(r["timeout"] == "1" for r in test),
-            "practice_rounds": practice.get("rounds"), "practice_criterion_met": practice.get("met"),
+            "practice_rounds": practice.get("rounds"),
+            "practice_criterion_met": practice.get("met"),
             "stimulus_deg": [float(a) for a in angles],
             "verdict": "OK" if not problems else "CHECK", "problems": problems}
 
@@ -231,7 +245,8 @@ def format_summary(summary: dict) -> str:
 
 def add_arguments(parser) -> None:
     parser.add_argument("session", metavar="SESSION.csv", help="a lab session file (sub-ID.csv)")
-    parser.add_argument("--json", metavar="FILE", default=None, help="also write the report to this JSON file")
+    parser.add_argument("--json", metavar="FILE", default=None,
+                        help="also write the report to this JSON file")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the verdict is CHECK")
 
 
@@ -244,7 +259,8 @@ def main(args) -> int:
         check_output_file(args.json, inputs=[path, side], option="--json")
     rows = read_rows(path, required=TRIAL_COLUMNS)
     if rows and any(r["runner"] != "lab" for r in rows):
-        raise InputError(f"{path}: not a lab session (runner is not 'lab'); pass a sub-ID.csv from run-lab")
+        raise InputError(f"{path}: not a lab session (runner is not 'lab'); "
+                         "pass a sub-ID.csv from run-lab")
     report = timing_report(rows, path)
     session_json = None
     if side.is_file():
@@ -259,5 +275,6 @@ def main(args) -> int:
     report["problems"] = [*report["problems"], *problems]
     print(format_report(report, session_json))
     if args.json:
-        atomic_write_text(args.json, json.dumps({**report, "session": session_json}, indent=2) + "\n")
+        atomic_write_text(args.json,
+                          json.dumps({**report, "session": session_json}, indent=2) + "\n")
     return 1 if args.strict and report["problems"] else 0

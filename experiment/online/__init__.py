@@ -1,1 +1,4 @@
-"""The online runner: a static jsPsych site with a frame-locked plugin, and the study server that stores its trials."""
+"""The online runner.
+
+A static jsPsych site with a frame-locked plugin, and the study server that stores its trials.
+"""

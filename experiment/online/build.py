@@ -70,7 +70,8 @@ def _list_row(row: dict, where: str, stimuli: Path, manifest: dict, list_dir: Pa
     """One validated trial of a list, as the page and the server use it."""
     list_id = row["list_id"]
     if not SAFE_ID.match(list_id):
-        raise InputError(f"{where}: list_id {list_id!r} must be 1-64 letters, digits, '_', '.', '-'")
+        raise InputError(f"{where}: list_id {list_id!r} must be 1-64 letters, digits, "
+                         "'_', '.', '-'")
     practice = row["practice"].strip()
     if practice not in ("0", "1"):
         raise InputError(f"{where}: practice must be 0 or 1, got {practice!r}")
@@ -78,7 +79,8 @@ def _list_row(row: dict, where: str, stimuli: Path, manifest: dict, list_dir: Pa
         raise InputError(f"{where}: category must be one of {CATEGORIES}, got {row['category']!r}")
     # Trial lists name files relative to the list CSV's own folder (experiment.lists).
     if not row["file"] or PurePosixPath(row["file"]).is_absolute():
-        raise InputError(f"{where}: file {row['file']!r} must be a path relative to the list's folder")
+        raise InputError(f"{where}: file {row['file']!r} must be a path relative to the "
+                         "list's folder")
     src = (list_dir / row["file"]).resolve()
     if not src.is_file():
         raise InputError(f"{where}: stimulus file {src} not found; keep the lists beside the "
@@ -111,7 +113,8 @@ def _list_row(row: dict, where: str, stimuli: Path, manifest: dict, list_dir: Pa
     if src.is_relative_to(root):
         if sha and manifest_sha.get(sid, "") and sha != manifest_sha[sid]:
             raise InputError(f"{where}: sha256 of {sid!r} differs from {stimuli / 'manifest.csv'}; "
-                             "the lists were made from another version of this set — regenerate them")
+                             "the lists were made from another version of this set — "
+                             "regenerate them")
         sha = manifest_sha.get(sid, "")
     return {
         "block": _int(row["block"], "block", where), "trial": _int(row["trial"], "trial", where),
@@ -302,7 +305,8 @@ def check_title(title: str) -> str:
 def add_arguments(parser) -> None:
     parser.add_argument("--lists", nargs="+", type=list_item(), required=True, metavar="PATH",
                         help="trial-list CSV files or folders of them, separated by spaces")
-    parser.add_argument("--stimuli", required=True, help="stimulus set folder (manifest.csv + images)")
+    parser.add_argument("--stimuli", required=True,
+                        help="stimulus set folder (manifest.csv + images)")
     parser.add_argument("--out", required=True, help="output folder: the site to write")
     parser.add_argument("--keys", nargs="+", action=exactly(2), type=list_item(),
                         default=["f", "j"], metavar="KEY",

@@ -135,7 +135,8 @@ def build_game(images: Path, out: Path, partner: Path, seconds: float = 7.0, bub
 
 def add_arguments(parser) -> None:
     parser.add_argument("--images", required=True, type=Path,
-                        help="build manifest (image, image_id, category, class_index; map not needed)")
+                        help="build manifest (image, image_id, category, class_index; "
+                             "map not needed)")
     parser.add_argument("--out", required=True, type=Path, help="output folder: the site to write")
     parser.add_argument("--partner", required=True, type=Path,
                         help="the partner's ONNX file (python -m models export-partner)")

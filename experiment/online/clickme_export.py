@@ -1,4 +1,7 @@
-"""``export-clicks``: a game database's rounds as the clicks CSV ``stimuli maps`` reads (docs/maps.md)."""
+"""``export-clicks``: a game database's rounds as the clicks CSV ``stimuli maps`` reads.
+
+See docs/maps.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The ClickMe game's settings and rules (paradigm §6): recognition, points, and the checks on a round.
+"""The ClickMe game's settings and rules (paradigm §6).
+
+Recognition, points, and the checks on a round.
 
 The page plays by these rules; the server applies them again to every round it is sent,
 so a stored round is one the game could have produced. The server stores the bubble path,

@@ -28,7 +28,8 @@ class Timing:
 
     fixation_min_ms: float = _PARADIGM.fixation_min_ms
     fixation_max_ms: float = _PARADIGM.fixation_max_ms
-    stimulus_s: float = _PARADIGM.stimulus_ms / 1000.0  # shown for round(stimulus_s * refresh) frames
+    # shown for round(stimulus_s * refresh) frames
+    stimulus_s: float = _PARADIGM.stimulus_ms / 1000.0
     response_extra_ms: float = _PARADIGM.extra_response_ms  # window closes 550 ms after onset
     too_slow_ms: float = _PARADIGM.too_slow_ms  # "too slow" feedback after a timeout
     practice_feedback_ms: float = _PARADIGM.practice_feedback_ms  # "correct"/"wrong" in practice

@@ -56,7 +56,8 @@ def add_arguments(parser) -> None:
                              "raise it when many participants share one address, e.g. a lab)")
     parser.add_argument("--session-window-s", type=float_in(0, 86400, low_open=True),
                         default=d.session_window_s,
-                        help=f"window of --sessions-per-client, seconds (default {d.session_window_s:g})")
+                        help="window of --sessions-per-client, seconds "
+                             f"(default {d.session_window_s:g})")
     parser.add_argument("--min-duration-factor", type=float_in(0, 1),
                         default=d.min_duration_factor,
                         help="refuse the completion code before the session is this × trials × "

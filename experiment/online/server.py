@@ -1,4 +1,7 @@
-"""The study server: serves the site, assigns lists, stores each trial once, exports behind a token."""
+"""The study server: serves the site, assigns lists, stores each trial once.
+
+It exports behind a token.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +59,10 @@ def _error(status: int, message: str, **extra) -> JSONResponse:
 
 
 def _too_deep(value, limit: int = MAX_DEPTH) -> bool:
-    """True if ``value`` nests lists/objects more than ``limit`` levels (walked without recursion)."""
+    """True if ``value`` nests lists/objects more than ``limit`` levels.
+
+    Walked without recursion.
+    """
     stack = [(value, 1)]
     while stack:
         v, depth = stack.pop()

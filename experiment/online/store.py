@@ -1,4 +1,7 @@
-"""The study database: SQLite in WAL mode, atomic balanced list assignment, each trial stored once."""
+"""The study database: SQLite in WAL mode.
+
+Atomic balanced list assignment, each trial stored once.
+"""
 
 from __future__ import annotations
 

@@ -99,7 +99,10 @@ def calibration(body: object, stimulus_deg: float, limits: CalibrationLimits) ->
 
 def trial_row(body: object, trials: list[dict], timing: Timing, keys: dict,
               max_practice_rounds: int = 1) -> tuple[int, dict, dict]:
-    """Validate a posted trial against the session's list -> (seq, trial-table fields, timing log)."""
+    """Validate a posted trial against the session's list.
+
+    Returns (seq, trial-table fields, timing log).
+    """
     if not isinstance(body, dict):
         raise Invalid("a trial must be a JSON object")
     unknown = set(body) - TRIAL_FIELDS
@@ -150,7 +153,8 @@ def trial_row(body: object, trials: list[dict], timing: Timing, keys: dict,
                         60_000.0)
     stamp = body["timestamp_utc"]
     if not isinstance(stamp, str) or not ISO_UTC.match(stamp):
-        raise Invalid(f"timestamp_utc must be ISO-8601 UTC like 2024-01-02T03:04:05.678Z, got {stamp!r}")
+        raise Invalid("timestamp_utc must be ISO-8601 UTC like 2024-01-02T03:04:05.678Z, "
+                      f"got {stamp!r}")
     log = body.get("timing", {})
     if not isinstance(log, dict) or len(log) > 32 or not all(
             isinstance(k, str) and len(k) <= 40 and (v is None or type(v) in (int, float))
