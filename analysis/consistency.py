@@ -22,7 +22,9 @@ from analysis.align import _pick_dataset, reference_type
 from suite.errors import InputError
 
 
-def _split(trials: pd.DataFrame, dataset: str | None, reference: str | None):
+def people_and_models(trials: pd.DataFrame, dataset: str | None, reference: str | None,
+                      purpose: str = "error consistency and image difficulty"):
+    """(dataset, reference type, the reference observers' trials, the models' trials)."""
     dataset = _pick_dataset(trials, dataset)
     df = trials[(trials["dataset"] == dataset) & trials["level"].notna()]
     reference = reference or reference_type(df)
@@ -30,7 +32,7 @@ def _split(trials: pd.DataFrame, dataset: str | None, reference: str | None):
     models = df[df["observer_type"] == "model"]
     if people.empty or models.empty:
         raise InputError(f"dataset {dataset!r} needs both {reference} and model trials for "
-                         "error consistency and image difficulty")
+                         f"{purpose}")
     return dataset, reference, people, models
 
 
@@ -51,7 +53,7 @@ def pairwise_kappa(trials: pd.DataFrame, *, dataset: str | None = None,
                    reference: str | None = None) -> pd.DataFrame:
     """κ per (model, human, level) on their shared stimuli: n_shared, p_human, p_model,
     c_obs, c_exp, kappa (NaN when c_exp = 1: both right, or both wrong, on every one)."""
-    dataset, reference, people, models = _split(trials, dataset, reference)
+    dataset, reference, people, models = people_and_models(trials, dataset, reference)
     m = _matched(people, models)
     h, p = m["human_correct"].astype(float), m["model_correct"].astype(float)
     m = m.assign(both=h * p, agree=h * p + (1.0 - h) * (1.0 - p))
@@ -90,7 +92,7 @@ def image_difficulty(trials: pd.DataFrame, *, dataset: str | None = None,
     same stimuli (each human trial's image and level, so both are measured at the same
     levels). ``correlation``: per model, Spearman's ρ between the two across images, its p,
     and the number of images."""
-    dataset, reference, people, models = _split(trials, dataset, reference)
+    dataset, reference, people, models = people_and_models(trials, dataset, reference)
     m = _matched(people, models)
     per_image = m.groupby(["model_name", "image_id"], sort=True).agg(
         n_human_trials=("human_correct", "size"), human_accuracy=("human_correct", "mean"),

@@ -34,8 +34,9 @@ import pandas as pd
 from scipy import sparse
 from scipy import stats as sps
 
-from analysis.align import METRICS, Alignment, _pick_dataset, reference_type
+from analysis.align import METRICS, Alignment
 from analysis.bootstrap import percentile_interval
+from analysis.consistency import people_and_models
 from analysis.curves import accuracy_curves, count_matrix
 from analysis.fit import fit_psychometric
 from suite.errors import InputError
@@ -99,18 +100,6 @@ def fit_goodness(curves: pd.DataFrame, *, n_sim: int = 1000, seed: int = 0,
     return pd.concat(frames, ignore_index=True)
 
 
-def _groups(trials, dataset, reference):
-    dataset = _pick_dataset(trials, dataset)
-    df = trials[(trials["dataset"] == dataset) & trials["level"].notna()]
-    reference = reference or reference_type(df)
-    people = df[df["observer_type"] == reference]
-    models = df[df["observer_type"] == "model"]
-    if people.empty or models.empty:
-        raise InputError(f"dataset {dataset!r} needs both {reference} and model trials to "
-                         "test whether their curves differ")
-    return dataset, reference, people, models
-
-
 def _cells(rows: pd.DataFrame, cluster: str, prefix: str) -> pd.DataFrame:
     out = rows.groupby([cluster, "level"], sort=True)["correct"].agg(["sum", "size"])
     out = out.reset_index().rename(columns={"sum": "k", "size": "n", cluster: "cluster"})
@@ -144,7 +133,8 @@ def curve_difference(trials: pd.DataFrame, *, dataset: str | None = None,
     (``levels_untested``)."""
     import statsmodels.api as sm
 
-    dataset, reference, people, models = _groups(trials, dataset, reference)
+    dataset, reference, people, models = people_and_models(trials, dataset, reference,
+                                                            "testing whether their curves differ")
     human = _cells(people, "observer_id", "participant:")
     totals_h = human.groupby("level")[["k", "n"]].sum()
     rows = []
@@ -235,7 +225,8 @@ def glmm_curve_difference(trials: pd.DataFrame, *, dataset: str | None = None,
     Mean-field posteriors understate uncertainty; the GLM test stays the test of record."""
     from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
-    dataset, reference, people, models = _groups(trials, dataset, reference)
+    dataset, reference, people, models = people_and_models(trials, dataset, reference,
+                                                            "testing whether their curves differ")
     z = sps.norm.ppf(0.975)
     rows = []
     for name, part in models.groupby("model_name", sort=True):

@@ -8,24 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from experiment.online.clickme_store import ROUND_EXPORT_COLUMNS, GameStore
-from experiment.online.store import StudyStore
+from experiment.online.export import open_for_export
 from experiment.schema import write_table
-from suite.errors import InputError
-from suite.outputs import check_output_file
 
 QUERY_COLUMNS = ("player_id", "round_id", "image_id", "n_bubbles", "top5", "recognized")
 
 
 def export_clicks(db: str | Path, out: str | Path, queries: bool = False) -> int:
     """Write every stored round (``queries``: every partner query) to ``out`` atomically."""
-    db = Path(db)
-    if not db.is_file():
-        raise InputError(f"{db}: no such game database")
-    check_output_file(out, inputs=[db, f"{db}-wal", f"{db}-shm"])
-    with open(db, "rb") as fh:
-        if fh.read(16) != b"SQLite format 3\x00":
-            raise InputError(f"{db}: not a SQLite database; give the --db file serve wrote")
-    store = StudyStore(db)
+    store = open_for_export(db, out, "game")
     try:
         game = GameStore(store)
         rows = game.query_rows() if queries else game.round_rows()

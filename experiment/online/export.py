@@ -20,6 +20,22 @@ TABLES = {"trials": WEB_TRIAL_COLUMNS, "rejected": REJECTED_COLUMNS,
           "sessions": SESSION_COLUMNS, "screen-outs": SCREEN_OUT_COLUMNS}
 
 
+def open_for_export(db: str | Path, out: str | Path, what: str) -> StudyStore:
+    """The store of an existing ``db`` whose tables will be written to ``out``, both checked.
+
+    An output that is the database (or its WAL files) would turn the data into a CSV; a
+    file that is not SQLite is refused before the store would create tables in it.
+    """
+    db = Path(db)
+    if not db.is_file():
+        raise InputError(f"{db}: no such {what} database")
+    check_output_file(out, inputs=[db, f"{db}-wal", f"{db}-shm"])
+    with open(db, "rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":
+            raise InputError(f"{db}: not a SQLite database; give the --db file serve wrote")
+    return StudyStore(db)
+
+
 def export_trials(db: str | Path, out: str | Path, rejected: bool = False,
                   table: str = "trials") -> int:
     """Write every stored trial (``rejected``, or ``table`` 'rejected': every trial the server
@@ -27,15 +43,7 @@ def export_trials(db: str | Path, out: str | Path, rejected: bool = False,
     participants stopped before a list was assigned) to ``out`` atomically; returns the
     number of rows."""
     table = "rejected" if rejected else table
-    db = Path(db)
-    if not db.is_file():
-        raise InputError(f"{db}: no such study database")
-    # an output that is the database (or its WAL files) would turn the study into a CSV
-    check_output_file(out, inputs=[db, f"{db}-wal", f"{db}-shm"])
-    with open(db, "rb") as fh:
-        if fh.read(16) != b"SQLite format 3\x00":
-            raise InputError(f"{db}: not a SQLite database; give the --db file serve wrote")
-    store = StudyStore(db)
+    store = open_for_export(db, out, "study")
     try:
         rows = {"trials": store.trial_rows, "rejected": store.rejected_rows,
                 "sessions": store.session_rows, "screen-outs": store.screen_out_rows}[table]()
