@@ -86,7 +86,7 @@ def train_miniature(seed: int, lam: float) -> dict:
         last = hm.fine_tune(model, (0.5,) * 3, (0.25,) * 3, Items(xm, mm, ym, 1),
                             Items(xp, mp, yp, 0), cfg, out, log=lambda s: None)
     assert last["maps_in_batch"] == round(0.2 * 32)  # the default 0.2 : 0.8 mix
-    model.eval()
+    model.cpu().eval()  # fine_tune trains on a GPU when there is one; the checks run here
     xv = hm.Normalizer((0.5,) * 3, (0.25,) * 3, "cpu")(xv)
     with torch.no_grad():
         acc = float((model(xv).argmax(1) == yv).float().mean())
