@@ -408,6 +408,19 @@ def test_a_lost_reply_retry_is_not_refused_by_the_start_limit(site, tmp_path):
     assert sum(app.state.store.list_counts().values()) == 1
 
 
+def test_concurrent_starts_cannot_slip_past_the_limit(site, tmp_path):
+    # the limit is checked and counted with no await between: a burst of concurrent starts
+    # from one client gets exactly the limit's worth of sessions
+    from concurrent.futures import ThreadPoolExecutor
+
+    app, client = limited_client(site, tmp_path, sessions_per_client=5)
+    with client, ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: client.post("/api/session",
+                                                    json={"params": {}}).status_code, range(24)))
+    assert sorted(codes) == [201] * 5 + [429] * 19
+    assert sum(app.state.store.list_counts().values()) == 5
+
+
 def test_start_limit_counts_forwarded_address_only_behind_a_trusted_proxy(site, tmp_path):
     _, client = limited_client(site, tmp_path, sessions_per_client=1, trust_proxy=True)
     with client:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -22,6 +21,7 @@ from experiment.online.server import (
     HEADERS,
     MAX_BODY,
     HTTPError,
+    SecurityHeaders,
     StudyApp,
     _bearer,
     _read_json,
@@ -32,7 +32,6 @@ from experiment.online.validation import Invalid
 from experiment.schema import format_row
 from suite.errors import InputError
 from suite.outputs import check_output_file
-from suite.provenance import utc_now
 
 GAME_FILE = "clickme.json"
 # onnxruntime-web compiles its WebAssembly: allowed for the page's own files only
@@ -123,15 +122,9 @@ class GameApp(StudyApp):
         if missing:
             raise HTTPError(409, "rounds missing", missing=missing)
         if session.completed_utc is None and self.limits.min_duration_factor > 0:
-            started = datetime.fromisoformat(self.store.started_utc(session))
-            elapsed = (datetime.fromisoformat(utc_now()) - started).total_seconds()
-            least = self.limits.min_duration_factor * self.rounds.played_ms(session) / 1000.0
-            if elapsed < least:
-                log.warning("refused completion of %s game session %s: %.1f s after its start, "
-                            "its rounds' paths take %.1f s", session.observer_id,
-                            session.session_label, elapsed, least)
-                raise HTTPError(403, "finished faster than the rounds you sent could be "
-                                     "played; contact the researchers", too_fast=True)
+            self._refuse_too_fast(
+                session, self.limits.min_duration_factor * self.rounds.played_ms(session) / 1000,
+                "its rounds' paths take", "the rounds you sent could be played")
         self.store.mark_complete(session)
 
     async def export_clicks(self, request: Request) -> Response:
@@ -150,21 +143,6 @@ class GameApp(StudyApp):
                              "rounds": n})
 
 
-class GameHeaders:
-    """The study server's defensive headers, with WebAssembly allowed for the partner."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + [
-                    (k.encode(), v.encode()) for k, v in GAME_HEADERS.items()]
-            await send(message)
-        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
-
-
 def create_game_app(site: str | Path, db: str | Path, admin_token: str,
                     max_body: int = MAX_BODY, sync: str = "full",
                     limits: ServerLimits | None = None) -> Starlette:
@@ -181,7 +159,7 @@ def create_game_app(site: str | Path, db: str | Path, admin_token: str,
         Route("/api/admin/rejected", _wrap(game.export_rejected), methods=["GET"]),
         Mount("/", StaticFiles(directory=(site / "public").resolve(), html=True)),
     ])
-    app.add_middleware(GameHeaders)
+    app.add_middleware(SecurityHeaders, headers=GAME_HEADERS)
     app.state.store = store
     app.state.game = game
     return app

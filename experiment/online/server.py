@@ -119,35 +119,25 @@ class StartLimit:
         self.limit, self.window_s = limit, window_s
         self._starts: dict[str, deque] = {}
 
-    def _recent(self, client: str, now: float) -> deque:
+    def retry_after(self, client: str, now: float | None = None) -> float:
+        """0 and the start counted if ``client`` may start one now, else seconds to wait.
+
+        Checking and counting happen together, with no await between them, so a burst of
+        concurrent starts cannot all pass before any of them is counted.
+        """
+        if self.limit <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
         if len(self._starts) > 10_000:   # forget clients with nothing left in the window
             self._starts = {k: q for k, q in self._starts.items()
                             if q and now - q[-1] < self.window_s}
         recent = self._starts.setdefault(client, deque())
         while recent and now - recent[0] >= self.window_s:
             recent.popleft()
-        return recent
-
-    def wait_s(self, client: str, now: float | None = None) -> float:
-        """0 if ``client`` may start a new session now, else the seconds to wait (not counted)."""
-        if self.limit <= 0:
-            return 0.0
-        now = time.monotonic() if now is None else now
-        recent = self._recent(client, now)
-        return self.window_s - (now - recent[0]) if len(recent) >= self.limit else 0.0
-
-    def count(self, client: str, now: float | None = None) -> None:
-        """Count a session ``client`` has just started."""
-        if self.limit > 0:
-            now = time.monotonic() if now is None else now
-            self._recent(client, now).append(now)
-
-    def retry_after(self, client: str, now: float | None = None) -> float:
-        """0 and the start counted if ``client`` may start one now, else seconds to wait."""
-        wait = self.wait_s(client, now)
-        if not wait:
-            self.count(client, now)
-        return wait
+        if len(recent) >= self.limit:
+            return self.window_s - (now - recent[0])
+        recent.append(now)
+        return 0.0
 
 
 def _small_object(body: dict, name: str) -> dict:
@@ -232,9 +222,10 @@ class StudyApp:
         if nonce is not None and (not isinstance(nonce, str) or not NONCE.match(nonce)):
             raise HTTPError(422, "nonce must be 16-128 letters, digits, '_' or '-'")
         address = client_address(request, self.limits.trust_proxy)
-        wait = self._start_limit.wait_s(address)
-        # only new sessions count: the retry of a start whose reply was lost gets its session
-        if wait and not (nonce and await self._in_db(self.store.knows_nonce, nonce)):
+        # the retry of a start whose reply was lost gets its session and is not counted
+        retry = nonce is not None and await self._in_db(self.store.knows_nonce, nonce)
+        wait = 0.0 if retry else self._start_limit.retry_after(address)
+        if wait:
             log.warning("refused a session start from %s: more than %d in %.0f s "
                         "(--sessions-per-client)", address, self.limits.sessions_per_client,
                         self.limits.session_window_s)
@@ -246,8 +237,6 @@ class StudyApp:
         # a retry carrying the nonce of a start whose reply was lost gets that session (200)
         payload, new = await self._in_db(self._assign, observer, identity is not None, source,
                                          label, study, client, nonce, measured)
-        if new:
-            self._start_limit.count(address)
         return JSONResponse(payload, status_code=201 if new else 200)
 
     def _calibration(self, given) -> dict | None:
@@ -327,18 +316,22 @@ class StudyApp:
         if missing:
             raise HTTPError(409, "trials missing", missing=missing)
         if session.completed_utc is None and self.limits.min_duration_factor > 0:
-            started = datetime.fromisoformat(self.store.started_utc(session))
-            elapsed = (datetime.fromisoformat(utc_now()) - started).total_seconds()
-            least = self.limits.min_duration_s(len(self.lists[session.list_id]),
-                                               self.config.timing)
-            if elapsed < least:
-                log.warning("refused completion of %s session %s: %.1f s after its start, "
-                            "the list takes at least %.1f s (--min-duration-factor %g)",
-                            session.observer_id, session.session_label, elapsed, least,
-                            self.limits.min_duration_factor)
-                raise HTTPError(403, "finished faster than this study can be done; "
-                                     "contact the researchers", too_fast=True)
+            self._refuse_too_fast(session, self.limits.min_duration_s(
+                len(self.lists[session.list_id]), self.config.timing),
+                "the list takes at least", "this study can be done")
         self.store.mark_complete(session)
+
+    def _refuse_too_fast(self, session, least_s: float, least_is: str, done_is: str) -> None:
+        """403 (logged) when ``session`` completes sooner than ``least_s`` after its start."""
+        started = datetime.fromisoformat(self.store.started_utc(session))
+        elapsed = (datetime.fromisoformat(utc_now()) - started).total_seconds()
+        if elapsed < least_s:
+            log.warning("refused completion of %s session %s: %.1f s after its start, "
+                        "%s %.1f s (--min-duration-factor %g)", session.observer_id,
+                        session.session_label, elapsed, least_is, least_s,
+                        self.limits.min_duration_factor)
+            raise HTTPError(403, f"finished faster than {done_is}; contact the researchers",
+                            too_fast=True)
 
     async def complete(self, request: Request) -> Response:
         await self._in_db(self._complete, _bearer(request))
@@ -393,15 +386,14 @@ def _wrap(handler):
 class SecurityHeaders:
     """ASGI middleware adding the same defensive headers to every response."""
 
-    def __init__(self, app):
+    def __init__(self, app, headers: dict[str, str] = HEADERS):
         self.app = app
+        self.headers = [(k.encode(), v.encode()) for k, v in headers.items()]
 
     async def __call__(self, scope, receive, send):
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + [
-                    (k.encode(), v.encode()) for k, v in HEADERS.items()]
+                message["headers"] = list(message.get("headers", [])) + self.headers
             await send(message)
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
