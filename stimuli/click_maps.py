@@ -50,18 +50,23 @@ class ImageEntry:
     class_index: int | None
 
 
-def read_image_list(path: str | Path) -> list[ImageEntry]:
-    """Rows of a build manifest, ``map`` optional: image, image_id, category, class_index."""
-    path = Path(path)
+def _read_csv(path: Path, what: str) -> tuple[list[str], list[dict]]:
+    """(header, rows as dicts) of a UTF-8 CSV (a byte-order mark allowed), or one InputError."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            header, rows = reader.fieldnames or [], list(reader)
+            return list(reader.fieldnames or []), list(reader)
     except OSError as err:
-        raise InputError(f"{path}: cannot read the build manifest ({err.strerror}); "
+        raise InputError(f"{path}: cannot read the {what} ({err.strerror}); "
                          "check the path") from err
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not a UTF-8 CSV file; save it as UTF-8 CSV") from err
+
+
+def read_image_list(path: str | Path) -> list[ImageEntry]:
+    """Rows of a build manifest, ``map`` optional: image, image_id, category, class_index."""
+    path = Path(path)
+    header, rows = _read_csv(path, "build manifest")
     missing = [c for c in IMAGE_LIST_COLUMNS if c not in header]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; a build manifest "
@@ -120,15 +125,7 @@ def _parse_path(text: str, where: str) -> np.ndarray:
 def read_clicks(path: str | Path) -> list[Round]:
     """Every round of a clicks CSV, checked (docs/maps.md gives the format)."""
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header, rows = reader.fieldnames or [], list(reader)
-    except OSError as err:
-        raise InputError(f"{path}: cannot read the clicks CSV ({err.strerror}); "
-                         "check the path") from err
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not a UTF-8 CSV file") from err
+    header, rows = _read_csv(path, "clicks CSV")
     required = ("image_id", "player_id", "round_id", "outcome", "path")
     missing = [c for c in required if c not in header]
     if missing:
