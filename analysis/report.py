@@ -338,7 +338,7 @@ def _graded_sections(out: Path, kept, acc, page: _Page, classes: dict, settings)
         return alignments
     scores.insert(1, "reference_label", figures.reference_label(reference_type(kept)))
     _write_csv(out, "alignment.csv", scores)
-    page.alignment = _alignment_summary(scores, n_boot)
+    page.alignment = _alignment_summary(scores, n_boot, _shared_per_pair(kept))
     if acc is None:
         page.notes.append("No --model-accuracy CSV given: the ImageNet-accuracy vs alignment "
                           "figure is not drawn.")
@@ -365,8 +365,23 @@ def _interval(v, lo, hi) -> str:
     return f"{v:.3g} [{lo:.3g}, {hi:.3g}]"
 
 
-def _alignment_summary(scores: pd.DataFrame, n_boot: int) -> dict:
-    """The page's alignment table: each score with its 95% interval, best −log MSE first."""
+#: Fewer trials shared by a person and a model at a level than this make the per-pair κ
+#: degenerate (with one shared trial a defined κ is always 0), and the page says so.
+MIN_SHARED_PER_PAIR = 5
+
+
+def _shared_per_pair(kept: pd.DataFrame) -> float:
+    """Median number of trials a reference observer has per level (each model sees them all)."""
+    people = kept[(kept["observer_type"] == reference_type(kept)) & kept["level"].notna()]
+    counts = people.groupby(["dataset", "observer_id", "level"]).size()
+    return float(counts.median()) if len(counts) else float("nan")
+
+
+def _alignment_summary(scores: pd.DataFrame, n_boot: int, shared: float = float("nan")) -> dict:
+    """The page's alignment table: each score with its 95% interval, best −log MSE first.
+
+    ``shared``: the median trials a person shares with a model per level; below
+    ``MIN_SHARED_PER_PAIR`` the caption says the per-pair κ is not informative."""
     rows = scores.sort_values("neg_log_mse", ascending=False, kind="stable")
     table = pd.DataFrame({"model": rows["model_name"]})
     if rows["dataset"].nunique() > 1:
@@ -382,7 +397,11 @@ def _alignment_summary(scores: pd.DataFrame, n_boot: int) -> dict:
                        "curves (higher is closer), correlation across levels, threshold ratio "
                        "(model / reference), error consistency κ pooled per level and per "
                        f"human–model pair; value [95% interval] over {n_boot} bootstrap "
-                       "resamples. Best −log MSE first.",
+                       "resamples. Best −log MSE first." + (
+                           f" Per-pair κ: a person shares a median of {shared:g} trial(s) per "
+                           "level with a model, too few for a κ per pair (with one shared "
+                           "trial a defined κ is always 0); read the pooled κ."
+                           if shared < MIN_SHARED_PER_PAIR else ""),
             "file": "alignment.csv", "rows": len(table), "collapsed": len(table) > INLINE_ROWS,
             "df": table}
 

@@ -87,3 +87,23 @@ def test_per_observer_panel_leaves_out_only_sparse_people():
     assert too_sparse(curve("simulated", thin)) and too_sparse(curve("human", thin))
     assert not too_sparse(curve("human", thick))
     assert not too_sparse(curve("model", thin))  # a model's curve is always drawn
+
+
+def test_the_page_says_when_per_pair_kappa_has_too_few_shared_trials():
+    import pandas as pd
+
+    from analysis import report
+
+    def people(n_per_level):
+        return pd.DataFrame({"dataset": "d", "observer_type": "human", "observer_id": "p",
+                             "level": [1.0] * n_per_level + [10.0] * n_per_level})
+
+    assert report._shared_per_pair(people(1)) == 1.0
+    assert report._shared_per_pair(people(18)) == 18.0
+    scores = pd.DataFrame({"model_name": ["m"], "dataset": ["d"], "reference_label": ["humans"],
+                           "neg_log_mse": [1.0], "neg_log_mse_low": [0.5],
+                           "neg_log_mse_high": [1.5]})
+    sparse = report._alignment_summary(scores, 100, report._shared_per_pair(people(1)))
+    dense = report._alignment_summary(scores, 100, report._shared_per_pair(people(18)))
+    assert "too few for a κ per pair" in sparse["caption"]
+    assert "κ per pair" not in dense["caption"].split("Best −log MSE first.")[1]
