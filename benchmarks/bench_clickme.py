@@ -38,6 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support.chromium import launch as launch_chromium  # noqa: E402
 from tests.support.data import IMAGENET_SAMPLE as SAMPLE  # noqa: E402
 from tests.support.local_server import free_port  # noqa: E402
 
@@ -45,9 +46,6 @@ ADMIN = "bench-admin-token-0123456789"
 QUERY_GAP_S = 0.5      # 10 bubbles × 50 ms
 ROUND_S = 7.0
 TARGET_PLAYERS, TARGET_MS = 100, 250.0
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 
 
 def pct(values, q) -> float:
@@ -236,7 +234,7 @@ def bench_in_page(onnx: Path, levels: list[int], duration_s: float) -> list[tupl
     with tempfile.TemporaryDirectory() as tmp:
         site = make_site(Path(tmp), onnx)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            browser = launch_chromium(p)
             for n in levels:
                 port = free_port()
                 proc = subprocess.Popen(

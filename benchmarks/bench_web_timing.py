@@ -28,11 +28,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support.chromium import launch as launch_chromium  # noqa: E402
 from tests.support.sample_study import make_stimulus_set  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 SCRIPTS = {
     "jspsych.js": "jspsych/dist/index.browser.min.js",
     "stock.js": "@jspsych/plugin-image-keyboard-response/dist/index.browser.min.js",
@@ -168,7 +166,7 @@ def main() -> int:
         scale = {}
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+                browser = launch_chromium(p)
                 for plugin in ("ours", "stock"):
                     page = browser.new_page()
                     page.goto(base + "bench.html")

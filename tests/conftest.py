@@ -49,3 +49,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
     if not torch.cuda.is_available():
         pytest.skip("gpu: needs a CUDA device; torch.cuda.is_available() is False here")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium (tests/support/chromium.py), one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.chromium import CHROMIUM, launch
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: install Debian's chromium (.ci/run does)")
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()

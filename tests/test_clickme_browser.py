@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
 
 from experiment.online.build import read_page_module
 from experiment.online.clickme_build import PAGE_CONFIG, build_game
@@ -24,9 +23,6 @@ from stimuli.click_maps import read_clicks
 from tests.support.data import IMAGENET_SAMPLE as SAMPLE
 from tests.support.local_server import free_port, serve_in_thread
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 ADMIN = "admin-token-for-tests-0123456789"
 # practice first, then the three images played: two animals, one object, all with their class
 IMAGES = [("n01534433_junco.JPEG", 13, "animal"), ("n01491361_tiger_shark.JPEG", 3, "animal"),
@@ -70,16 +66,6 @@ def site(tmp_path_factory, partner) -> Path:
     build_game(write_manifest(root), root / "site", partner, seconds=SECONDS,
                completion_code="CLICK42")
     return root / "site"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: install Debian's chromium (.ci/run does)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def paint(page) -> None:

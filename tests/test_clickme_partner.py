@@ -21,11 +21,9 @@ from experiment.online.serve import create_site_app
 from models.preprocessing import to_model_input, whole_image
 from models.zoo import create
 from stimuli.click_maps import bubble_map
+from tests.support.chromium import launch as launch_chromium
 from tests.support.local_server import serve_in_thread
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 ADMIN = "admin-token-for-tests-0123456789"
 N_IMAGES, PER_IMAGE = 40, 5           # 200 revealed images
 LOGIT_TOL = 1e-3                       # documented in docs/online.md (ClickMe game)
@@ -112,7 +110,7 @@ def test_page_partner_equals_python_models(site, tmp_path):
                          for i in range(0, len(revealed), 8)]).numpy()
     with serve_in_thread(create_site_app(site, tmp_path / "game.sqlite", ADMIN)) as url, \
             sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = launch_chromium(p)
         page = browser.new_page()
         page.goto(url)
         page.wait_for_function("() => !!window.ClickmePartner")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
 
 from experiment.online.build import build_site
 from experiment.online.config import StudyConfig
@@ -25,9 +24,6 @@ from tests.support.local_server import free_port, serve_in_thread
 from tests.support.online_driver import KEYS, drive
 from tests.support.sample_study import make_lists, make_stimulus_set
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 ADMIN = "admin-token-for-tests-0123456789"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
@@ -38,16 +34,6 @@ def site(tmp_path_factory) -> Path:
     config = StudyConfig(study_id="browser-test", lists=(), keys=KEYS, completion_code="DONE42",
                          stimulus_deg=8.0)
     return build_site([lists], root / "set", root / "site", config)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: install Debian's chromium (.ci/run does)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def check_rows(db: Path, tmp_path: Path, presses: dict, list_trials: list[dict]) -> list[dict]:

@@ -18,11 +18,9 @@ import pytest
 
 from analysis.report import render_report
 from suite.errors import InputError
+from tests.support.chromium import launch as launch_chromium
 from tests.support.synthetic_trials import synthetic_trials
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 MODELS = {"net-a": (10.0, 0.25), "net-b": (30.0, 0.3), "net-harm": (11.0, 0.22)}
 ORDER = ["run", "alignment", "curves", "pareto", "where", "statistics", "detail", "methods",
          "exclusions", "provenance"]
@@ -96,7 +94,7 @@ def test_page_is_in_order_and_fits_1280_px(report):
 
     out, _ = report
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto((out / "index.html").as_uri())
         page.wait_for_load_state("load")
@@ -188,7 +186,7 @@ def screenshot(page_path: Path, png: Path, height: int = 1600) -> int:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(Path(page_path).resolve().as_uri())
         page.wait_for_load_state("load")
