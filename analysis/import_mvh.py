@@ -41,6 +41,7 @@ import pandas as pd
 from analysis.curves import wilson_interval
 from experiment.schema import TRIAL_COLUMNS
 from suite.errors import InputError
+from suite.tables import read_header
 
 MVH_COLUMNS = ("subj", "Session", "trial", "rt", "object_response", "category",
                "condition", "imagename")
@@ -382,15 +383,6 @@ def is_model_vs_human(header: list[str]) -> bool:
         [c.lower() for c in MVH_COLUMNS]
 
 
-def _read_header(path: Path) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            first = fh.readline()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read ({err}); pass a UTF-8 CSV trial table") from None
-    return [c.strip() for c in first.rstrip("\r\n").split(",")]
-
-
 def _graded_levels(exp: Experiment, condition: pd.Series, path: Path) -> pd.Series:
     """Level per row (NaN for ``full`` conditions); refuses a condition with no level."""
     cache: dict[str, float] = {}
@@ -438,7 +430,7 @@ def _categories(exp: Experiment, condition: pd.Series, path: Path) -> pd.Series:
 def read_model_vs_human(path: str | os.PathLike, dataset: str | None = None) -> pd.DataFrame:
     """One model-vs-human CSV mapped onto the trial-table columns (plus the added columns)."""
     path = Path(path)
-    header = _read_header(path)
+    header = read_header(path, "pass a UTF-8 CSV trial table")
     if not is_model_vs_human(header):
         raise InputError(f"{path}: not a model-vs-human CSV; expected header "
                          f"{','.join(MVH_COLUMNS)}")

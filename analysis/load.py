@@ -26,6 +26,7 @@ from analysis import import_mvh
 from analysis.import_mvh import MVH_COLUMNS, is_model_vs_human, read_model_vs_human  # noqa: F401
 from experiment.schema import OBSERVER_TYPES, TRIAL_COLUMNS
 from suite.errors import InputError
+from suite.tables import read_header
 
 SUITE_DATASET = "animal-vs-non-animal"
 _NUMERIC = ("block", "trial", "practice", "level_index", "level_percent",
@@ -54,15 +55,6 @@ DATASETS: Mapping[str, Dataset] = ChainMap(
     import_mvh.KNOWN_EXPERIMENTS, import_mvh.DESCRIBED)
 
 
-def _header(path: Path) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            first = fh.readline()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read ({err}); pass a UTF-8 CSV trial table") from None
-    return [c.strip() for c in first.rstrip("\r\n").split(",")]
-
-
 def _expand(paths: Iterable[str | os.PathLike]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
@@ -84,7 +76,7 @@ def _expand(paths: Iterable[str | os.PathLike]) -> list[Path]:
 def read_suite_table(path: str | os.PathLike) -> pd.DataFrame:
     """One suite trial table (paradigm §4 columns) as a typed DataFrame with the added columns."""
     path = Path(path)
-    header = _header(path)
+    header = read_header(path, "pass a UTF-8 CSV trial table")
     missing = [c for c in TRIAL_COLUMNS if c not in header]
     if missing:
         raise InputError(f"{path}: missing trial-table column(s) {', '.join(missing)}; "
@@ -130,7 +122,7 @@ def load_trials(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.Da
         paths = [paths]
     frames = []
     for path in _expand(paths):
-        header = _header(path)
+        header = read_header(path, "pass a UTF-8 CSV trial table")
         if is_model_vs_human(header):
             frames.append(read_model_vs_human(path))
         else:

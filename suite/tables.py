@@ -180,3 +180,13 @@ def read_rows(path: str | os.PathLike, required: Iterable[str] = (),
             f"expected at least: {', '.join(required)}"
         )
     return [dict(zip(header, cells, strict=True)) for cells in reader if len(cells) == len(header)]
+
+
+def read_header(path: str | os.PathLike, fix: str = "pass a UTF-8 CSV file") -> list[str]:
+    """The first line of a CSV as stripped column names (to tell its format before reading)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read ({err}); {fix}") from None
+    return [c.strip() for c in first.rstrip("\r\n").split(",")]
